@@ -1,0 +1,3 @@
+module github.com/loramesh/loramesh-core
+
+go 1.26.0
