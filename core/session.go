@@ -1,0 +1,250 @@
+package core
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/loramesh/loramesh-core/keystore"
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// A Session is the per-message symmetric ratchet that follows the handshake.
+// Each direction has a chain key; message n's key is
+//
+//	mk = HMAC-SHA256(ck, 0x01), then ck = HMAC-SHA256(ck, 0x02)
+//
+// so a message key is used once and the current state reveals no earlier
+// message. The whole state of a session lives in this struct (so it can be
+// sealed to disk later); its secrets are locked slots: two when idle, plus at
+// most Window skipped message keys.
+type Session struct {
+	mu          sync.Mutex
+	suite       keystore.Suite
+	peer        keystore.PublicKey
+	hash        [32]byte
+	send, recv  *[32]byte
+	sendN       uint64 // number of the next message to send
+	recvN       uint64 // number of the next message the receive chain yields
+	skipped     map[uint64]skippedKey
+	window      int
+	maxAge      time.Duration
+	maxMessages uint64
+	closed      bool
+}
+
+type skippedKey struct {
+	k  *[32]byte
+	at time.Time
+}
+
+// maxJump bounds the chain steps one message may cost a receiver (a lost run
+// longer than this needs a new handshake): a forged counter buys an attacker
+// at most this many HMACs.
+const maxJump = 1024
+
+func newSession(st *symmetric, initiator bool, suite keystore.Suite, peer keystore.PublicKey, c Config) (*Session, error) {
+	s := &Session{suite: suite, peer: peer, hash: st.h, window: c.Window, maxAge: c.SkippedMaxAge, maxMessages: c.MaxMessages}
+	if err := newKeys(&s.send, &s.recv); err != nil {
+		return nil, err
+	}
+	// Split: the initiator sends with the first key.
+	if initiator {
+		st.split(s.send, s.recv)
+	} else {
+		st.split(s.recv, s.send)
+	}
+	return s, nil
+}
+
+// Suite is the handshake suite the session came from.
+func (s *Session) Suite() keystore.Suite { return s.suite }
+
+// Peer is the remote party's static public key, authenticated by the handshake.
+func (s *Session) Peer() keystore.PublicKey { return s.peer }
+
+// HandshakeHash is Noise's h at the end of the handshake, for channel binding.
+func (s *Session) HandshakeHash() [32]byte { return s.hash }
+
+func transportAD(n uint64) []byte {
+	var ad [9]byte
+	ad[0] = kindTransport
+	binary.BigEndian.PutUint64(ad[1:], n)
+	return ad[:]
+}
+
+// step derives the message key at the chain's position into mk and advances ck.
+func step(ck, mk *[32]byte) {
+	hmacInto(mk, ck[:], []byte{1})
+	hmacInto(ck, ck[:], []byte{2})
+}
+
+// Encrypt seals plaintext as the next transport packet.
+func (s *Session) Encrypt(plaintext []byte) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("encrypt: %w", ErrState)
+	}
+	if len(plaintext) > maxPayload {
+		return nil, fmt.Errorf("encrypt: %w: plaintext too long", ErrMalformed)
+	}
+	if s.sendN >= s.maxMessages {
+		return nil, fmt.Errorf("encrypt: %w", ErrLimit)
+	}
+	mk, err := newKey()
+	if err != nil {
+		return nil, err
+	}
+	defer freeKey(mk)
+	n := s.sendN
+	body := make([]byte, 2, 2+len(plaintext)+chacha20poly1305.Overhead)
+	binary.BigEndian.PutUint16(body, uint16(n))
+	Protect(func() { step(s.send, mk) })
+	body = seal(mk, 0, body, transportAD(n), plaintext)
+	s.sendN++
+	return encodePacket(kindTransport, body), nil
+}
+
+// reconstruct expands a 16-bit truncated message number to the one closest to
+// the next expected (RFC 9000, appendix A.3).
+func reconstruct(next uint64, t uint16) uint64 {
+	const win, half = 1 << 16, 1 << 15
+	c := next&^(win-1) | uint64(t)
+	switch {
+	case c+half <= next && c < 1<<62-win:
+		return c + win
+	case c > next+half && c >= win:
+		return c - win
+	}
+	return c
+}
+
+// Decrypt opens a transport packet. Late and reordered messages within the
+// window decrypt exactly once. Any failure leaves the session as it was.
+func (s *Session) Decrypt(packet []byte) ([]byte, error) {
+	body, err := decodePacket(packet, kindTransport)
+	if err != nil {
+		return nil, fmt.Errorf("decrypt: %w", err)
+	}
+	if len(body) < 2+chacha20poly1305.Overhead {
+		return nil, fmt.Errorf("decrypt: %w: too short", ErrMalformed)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("decrypt: %w", ErrState)
+	}
+	now := time.Now()
+	s.expire(now)
+	n := reconstruct(s.recvN, binary.BigEndian.Uint16(body))
+	ad, ct := transportAD(n), body[2:]
+	if n >= s.maxMessages {
+		return nil, fmt.Errorf("decrypt: %w", ErrLimit)
+	}
+	if n < s.recvN {
+		sk, ok := s.skipped[n]
+		if !ok {
+			if s.recvN-n <= uint64(s.window) {
+				return nil, fmt.Errorf("decrypt: %w", ErrReplay)
+			}
+			return nil, fmt.Errorf("decrypt: %w", ErrTooOld)
+		}
+		pt, err := open(sk.k, 0, ad, ct)
+		if err != nil {
+			return nil, fmt.Errorf("decrypt: %w", err)
+		}
+		delete(s.skipped, n)
+		freeKey(sk.k)
+		return pt, nil
+	}
+	if n-s.recvN > maxJump {
+		return nil, fmt.Errorf("decrypt: %w: too far ahead", ErrTooOld)
+	}
+	// Work on a copy of the chain; commit only once the message opens.
+	ck, mk := s.recv, (*[32]byte)(nil)
+	var cands []skippedKey
+	fail := func(err error) ([]byte, error) {
+		for _, c := range cands {
+			freeKey(c.k)
+		}
+		if ck != s.recv {
+			freeKey(ck)
+		}
+		freeKey(mk)
+		return nil, fmt.Errorf("decrypt: %w", err)
+	}
+	if err := newKeys(&ck, &mk); err != nil {
+		ck = s.recv
+		return fail(err)
+	}
+	*ck = *s.recv
+	var stepErr error
+	Protect(func() {
+		for i := s.recvN; i < n; i++ {
+			if n-i > uint64(s.window) {
+				step(ck, mk)
+				continue
+			}
+			k, err := newKey()
+			if err != nil {
+				stepErr = err
+				return
+			}
+			cands = append(cands, skippedKey{k, now})
+			step(ck, k)
+		}
+		step(ck, mk)
+	})
+	if stepErr != nil {
+		return fail(stepErr)
+	}
+	pt, err := open(mk, 0, ad, ct)
+	if err != nil {
+		return fail(err)
+	}
+	freeKey(mk)
+	freeKey(s.recv)
+	s.recv = ck
+	if len(cands) > 0 && s.skipped == nil {
+		s.skipped = make(map[uint64]skippedKey)
+	}
+	for i, c := range cands {
+		s.skipped[n-uint64(len(cands)-i)] = c
+	}
+	s.recvN = n + 1
+	s.expire(now)
+	return pt, nil
+}
+
+// expire drops skipped keys that are older than maxAge or have fallen out of
+// the window.
+func (s *Session) expire(now time.Time) {
+	for i, sk := range s.skipped {
+		if now.Sub(sk.at) > s.maxAge || s.recvN-i > uint64(s.window) {
+			freeKey(sk.k)
+			delete(s.skipped, i)
+		}
+	}
+	if len(s.skipped) == 0 {
+		s.skipped = nil
+	}
+}
+
+// Close wipes the session's keys. Further use returns ErrState.
+func (s *Session) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	freeKey(s.send)
+	freeKey(s.recv)
+	s.send, s.recv = nil, nil
+	for _, sk := range s.skipped {
+		freeKey(sk.k)
+	}
+	s.skipped = nil
+}

@@ -1,0 +1,255 @@
+// Package memory keeps identities in software: a 32-byte Ed25519 seed sealed
+// in a memguard Enclave and opened into a LockedBuffer only for the length of
+// one operation. Importing memguard disables core dumps for the whole
+// process (its init sets RLIMIT_CORE to 0); this package never calls
+// memguard.CatchInterrupt, so signal handling stays the host's.
+package memory
+
+import (
+	"crypto"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/awnumar/memguard"
+	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/keystore"
+	"golang.org/x/sys/unix"
+)
+
+// SeedSize is the size of an identity seed.
+const SeedSize = ed25519.SeedSize
+
+// Identity is a software identity. Sign uses Ed25519; DH offers X25519 (the
+// RFC 7748 key of the same seed) and a P-256 key derived from the seed.
+type Identity struct {
+	mu     sync.Mutex
+	seed   *memguard.Enclave
+	edPub  ed25519.PublicKey
+	xPub   keystore.PublicKey
+	pPub   keystore.PublicKey
+	closed bool
+}
+
+var _ keystore.Identity = (*Identity)(nil)
+
+// memguard panics, purging every buffer in the process, when mlock fails.
+// Before each allocation we lock and unlock a page of our own: if that
+// fails there is no headroom and we return an error instead. The mutex keeps
+// our own goroutines from racing for the page between probe and use.
+var (
+	guardMu sync.Mutex
+	probe   []byte
+)
+
+func withLocked(e *memguard.Enclave, f func(b []byte) error) error {
+	guardMu.Lock()
+	defer guardMu.Unlock()
+	if probe == nil {
+		p, err := unix.Mmap(-1, 0, 4*unix.Getpagesize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			return fmt.Errorf("%w: %v", core.ErrLockedMemory, err)
+		}
+		probe = p
+	}
+	// Four pages the first time (memguard's key coffer), one afterwards.
+	n := unix.Getpagesize()
+	if e == nil {
+		n = len(probe)
+	}
+	if err := unix.Mlock(probe[:n]); err != nil {
+		return fmt.Errorf("%w: no locked memory left for memguard (%v)", core.ErrLockedMemory, err)
+	}
+	_ = unix.Munlock(probe[:n])
+	if e == nil {
+		return f(nil)
+	}
+	b, err := e.Open()
+	if err != nil {
+		return fmt.Errorf("%w: opening enclave: %v", keystore.ErrKeystore, err)
+	}
+	defer b.Destroy()
+	return f(b.Bytes())
+}
+
+// Generate makes a new identity from crypto/rand.
+func Generate() (*Identity, error) {
+	var seed [SeedSize]byte
+	defer core.Wipe(seed[:])
+	if _, err := io.ReadFull(rand.Reader, seed[:]); err != nil {
+		return nil, err
+	}
+	return FromSeed(seed[:])
+}
+
+// FromSeed builds the identity of a 32-byte seed. The caller's slice is
+// copied, not kept, and not wiped (it is the caller's to wipe).
+func FromSeed(seed []byte) (*Identity, error) {
+	if len(seed) != SeedSize {
+		return nil, fmt.Errorf("%w: seed must be %d bytes", keystore.ErrKeystore, SeedSize)
+	}
+	id := &Identity{}
+	err := withLocked(nil, func([]byte) error {
+		b := memguard.NewBuffer(SeedSize)
+		b.Copy(seed)
+		id.seed = b.Seal()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = withLocked(id.seed, func(s []byte) (err error) {
+		core.Protect(func() {
+			priv := ed25519.NewKeyFromSeed(s)
+			id.edPub = append(ed25519.PublicKey(nil), priv[32:]...)
+			core.Wipe(priv)
+			var sc, u [32]byte
+			x25519Scalar(s, &sc)
+			copy(u[:], core.X25519Base)
+			if err = core.X25519(&u, &sc, &u); err != nil {
+				return
+			}
+			core.Wipe(sc[:])
+			if id.xPub, err = keystore.ParsePublicKey(keystore.X25519, u[:]); err != nil {
+				return
+			}
+			var k *ecdh.PrivateKey
+			if k, err = p256Key(s); err == nil {
+				id.pPub, err = keystore.FromECDH(k.PublicKey())
+			}
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return id, nil
+}
+
+// x25519Scalar is the X25519 private key of an Ed25519 seed: the first half
+// of SHA-512(seed) (RFC 8032 5.1.5), clamped by X25519 itself (RFC 7748).
+func x25519Scalar(seed []byte, out *[32]byte) {
+	h := sha512.Sum512(seed)
+	copy(out[:], h[:32])
+	core.Wipe(h[:])
+}
+
+// p256Key derives the identity's P-256 key: the first counter c = 0, 1, ...
+// for which k = HMAC-SHA256(seed, "loramesh p256 identity v1" || c) is a
+// valid scalar (1 <= k < n). One try fails with probability about 2^-32.
+func p256Key(seed []byte) (*ecdh.PrivateKey, error) {
+	for c := byte(0); c < 16; c++ {
+		m := hmac.New(sha256.New, seed)
+		m.Write([]byte("loramesh p256 identity v1"))
+		m.Write([]byte{c})
+		k := m.Sum(nil)
+		p, err := ecdh.P256().NewPrivateKey(k)
+		core.Wipe(k)
+		if err == nil {
+			return p, nil
+		}
+	}
+	return nil, errors.New("memory: no valid P-256 scalar")
+}
+
+// PublicBytes returns the 32-byte Ed25519 public key.
+func (id *Identity) PublicBytes() []byte { return append([]byte(nil), id.edPub...) }
+
+// DeriveX25519 returns the public X25519 key of the same seed: the Montgomery
+// form of the Ed25519 public key.
+func (id *Identity) DeriveX25519() keystore.PublicKey { return id.xPub }
+
+// Public returns the ed25519.PublicKey.
+func (id *Identity) Public() crypto.PublicKey { return id.PublicBytes() }
+
+// Suites: a memory identity holds keys for both.
+func (id *Identity) Suites() []keystore.Suite { return []keystore.Suite{keystore.X25519, keystore.P256} }
+
+// DHPublic returns the static public key for s.
+func (id *Identity) DHPublic(s keystore.Suite) (keystore.PublicKey, error) {
+	switch s {
+	case keystore.X25519:
+		return id.xPub, nil
+	case keystore.P256:
+		return id.pPub, nil
+	}
+	return keystore.PublicKey{}, keystore.ErrUnsupportedSuite
+}
+
+func (id *Identity) use(f func(seed []byte) error) error {
+	id.mu.Lock()
+	closed := id.closed
+	id.mu.Unlock()
+	if closed {
+		return keystore.ErrClosed
+	}
+	return withLocked(id.seed, f)
+}
+
+// Sign signs message with Ed25519 (opts must be crypto.Hash(0): Ed25519
+// signs the message itself).
+func (id *Identity) Sign(_ io.Reader, message []byte, opts crypto.SignerOpts) (sig []byte, err error) {
+	if opts.HashFunc() != 0 {
+		return nil, errors.New("memory: Ed25519 signs unhashed messages (use crypto.Hash(0))")
+	}
+	err = id.use(func(seed []byte) error {
+		core.Protect(func() {
+			priv := ed25519.NewKeyFromSeed(seed)
+			sig = ed25519.Sign(priv, message)
+			core.Wipe(priv)
+		})
+		return nil
+	})
+	return sig, err
+}
+
+// DH computes the shared secret with peer into out.
+func (id *Identity) DH(peer keystore.PublicKey, out *[32]byte) error {
+	return id.use(func(seed []byte) (err error) {
+		core.Protect(func() {
+			switch peer.Suite() {
+			case keystore.X25519:
+				var sc, u [32]byte
+				x25519Scalar(seed, &sc)
+				copy(u[:], peer.Bytes())
+				err = core.X25519(out, &sc, &u)
+				core.Wipe(sc[:])
+			case keystore.P256:
+				var k *ecdh.PrivateKey
+				var pk *ecdh.PublicKey
+				if k, err = p256Key(seed); err != nil {
+					return
+				}
+				if pk, err = peer.ECDH(); err != nil {
+					return
+				}
+				var z []byte
+				if z, err = k.ECDH(pk); err == nil {
+					copy(out[:], z)
+					core.Wipe(z)
+				}
+			default:
+				err = keystore.ErrUnsupportedSuite
+			}
+		})
+		return err
+	})
+}
+
+// Close destroys the sealed seed.
+func (id *Identity) Close() error {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	id.closed = true
+	return nil
+}
+
+// seedCopy runs f with the plain seed (for sealing it to a file).
+func (id *Identity) withSeed(f func(seed []byte) error) error { return id.use(f) }
