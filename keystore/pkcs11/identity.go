@@ -1,0 +1,152 @@
+package pkcs11
+
+import (
+	"crypto"
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"encoding/asn1"
+	"fmt"
+	"io"
+	"math/big"
+	"sync/atomic"
+
+	p11 "github.com/miekg/pkcs11"
+
+	"github.com/loramesh/loramesh-core/keystore"
+)
+
+// Identity is an identity whose private keys stay on the token. Its methods
+// are safe for concurrent use. Public keys were read once, at open.
+type Identity struct {
+	t      *token
+	name   string
+	id     []byte
+	priv   p11.ObjectHandle // P-256: CKA_SIGN and CKA_DERIVE
+	pub    *ecdsa.PublicKey
+	dhP256 keystore.PublicKey
+	xPriv  p11.ObjectHandle
+	dhX    keystore.PublicKey
+	hasX   bool
+	ops    atomic.Uint64
+	closed atomic.Bool
+}
+
+// Name returns the identity's name (its CKA_LABEL).
+func (i *Identity) Name() string { return i.name }
+
+// Public returns the P-256 signing key as an *ecdsa.PublicKey.
+func (i *Identity) Public() crypto.PublicKey { return i.pub }
+
+// Sign signs a SHA-256 digest with CKM_ECDSA and returns the ASN.1 DER
+// signature crypto/ecdsa verifies. Other hashes are refused: the token
+// signs whatever 32 bytes it is given, so the hash must be the one we claim.
+func (i *Identity) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if i.closed.Load() {
+		return nil, keystore.ErrClosed
+	}
+	if opts == nil || opts.HashFunc() != crypto.SHA256 || len(digest) != 32 {
+		return nil, ErrUnsupportedHash
+	}
+	var raw []byte
+	i.ops.Add(1)
+	err := i.t.do(func(sh p11.SessionHandle) error {
+		ctx := i.t.mod.ctx
+		if err := ctx.SignInit(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_ECDSA, nil)}, i.priv); err != nil {
+			return wrap("signing", err)
+		}
+		var err error
+		if raw, err = ctx.Sign(sh, digest); err != nil {
+			return wrap("signing", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) != 64 {
+		return nil, fmt.Errorf("pkcs11: ECDSA signature of %d bytes: %w", len(raw), keystore.ErrKeystore)
+	}
+	return asn1.Marshal(struct{ R, S *big.Int }{
+		new(big.Int).SetBytes(raw[:32]), new(big.Int).SetBytes(raw[32:])})
+}
+
+// Suites lists the DH suites the identity has a key for.
+func (i *Identity) Suites() []keystore.Suite {
+	if i.hasX {
+		return []keystore.Suite{keystore.X25519, keystore.P256}
+	}
+	return []keystore.Suite{keystore.P256}
+}
+
+// DHPublic returns the static DH public key for suite s.
+func (i *Identity) DHPublic(s keystore.Suite) (keystore.PublicKey, error) {
+	switch {
+	case s == keystore.P256:
+		return i.dhP256, nil
+	case s == keystore.X25519 && i.hasX:
+		return i.dhX, nil
+	}
+	return keystore.PublicKey{}, fmt.Errorf("pkcs11: identity %q has no %v key: %w", i.name, s, keystore.ErrUnsupportedSuite)
+}
+
+// DH derives the shared secret with peer on the token into out.
+func (i *Identity) DH(peer keystore.PublicKey, out *[32]byte) error {
+	if i.closed.Load() {
+		return keystore.ErrClosed
+	}
+	var key p11.ObjectHandle
+	var point []byte
+	switch {
+	case peer.IsZero():
+		return fmt.Errorf("pkcs11: zero peer key: %w", keystore.ErrInvalidPublicKey)
+	case peer.Suite() == keystore.P256:
+		p, err := peer.ECDH()
+		if err != nil {
+			return fmt.Errorf("pkcs11: peer key: %w", keystore.ErrInvalidPublicKey)
+		}
+		key, point = i.priv, p.Bytes() // uncompressed: every token takes it
+	case peer.Suite() == keystore.X25519 && i.hasX:
+		key, point = i.xPriv, peer.Bytes()
+	default:
+		return fmt.Errorf("pkcs11: identity %q has no %v key: %w", i.name, peer.Suite(), keystore.ErrUnsupportedSuite)
+	}
+	i.ops.Add(1)
+	return i.t.do(func(sh p11.SessionHandle) error {
+		return derive(i.t.mod.ctx, sh, key, point, out)
+	})
+}
+
+// PrivateKeyOps counts the signatures and derivations asked of the token.
+func (i *Identity) PrivateKeyOps() uint64 { return i.ops.Load() }
+
+// Close releases the identity's hold on the token (the last holder logs out
+// and unloads the module). The keys stay on the token.
+func (i *Identity) Close() error {
+	if i.closed.Swap(true) {
+		return nil
+	}
+	i.t.release()
+	return nil
+}
+
+func parseP256(pt []byte) (*ecdsa.PublicKey, keystore.PublicKey, error) {
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), pt)
+	if err != nil {
+		return nil, keystore.PublicKey{}, fmt.Errorf("pkcs11: token's P-256 point: %w", keystore.ErrKeystore)
+	}
+	e, err := ecdh.P256().NewPublicKey(pt)
+	if err != nil {
+		return nil, keystore.PublicKey{}, fmt.Errorf("pkcs11: token's P-256 point: %w", keystore.ErrKeystore)
+	}
+	k, err := keystore.FromECDH(e)
+	return pub, k, err
+}
+
+func parseX25519(pt []byte) (keystore.PublicKey, error) {
+	k, err := keystore.ParsePublicKey(keystore.X25519, pt)
+	if err != nil {
+		return k, fmt.Errorf("pkcs11: token's X25519 key: %w", keystore.ErrKeystore)
+	}
+	return k, nil
+}
