@@ -11,6 +11,7 @@ import (
 
 	"github.com/awnumar/memguard"
 	p11 "github.com/miekg/pkcs11"
+	"golang.org/x/sys/unix"
 
 	"github.com/loramesh/loramesh-core/core"
 	"github.com/loramesh/loramesh-core/keystore"
@@ -207,9 +208,40 @@ func pinBuffer(cfg Config, pin []byte) (*memguard.LockedBuffer, error) {
 	if len(pin) == 0 {
 		return nil, fmt.Errorf("pkcs11: no PIN given: %w", keystore.ErrAuth)
 	}
-	buf := memguard.NewBuffer(len(pin))
-	buf.Copy(pin)
-	return buf, nil
+	var buf *memguard.LockedBuffer
+	err := withHeadroom(func() {
+		buf = memguard.NewBuffer(len(pin))
+		buf.Copy(pin)
+	})
+	return buf, err
+}
+
+// memguard panics, purging every buffer in the process, when mlock fails.
+// Before each allocation we lock and unlock four pages of our own (memguard's
+// key coffer the first time, a buffer and its guards after): if that fails we
+// return an error instead. The mutex keeps our goroutines from racing for
+// the headroom between probe and use.
+var (
+	guardMu sync.Mutex
+	probe   []byte
+)
+
+func withHeadroom(f func()) error {
+	guardMu.Lock()
+	defer guardMu.Unlock()
+	if probe == nil {
+		p, err := unix.Mmap(-1, 0, 4*unix.Getpagesize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			return fmt.Errorf("pkcs11: %w: %v", core.ErrLockedMemory, err)
+		}
+		probe = p
+	}
+	if err := unix.Mlock(probe); err != nil {
+		return fmt.Errorf("pkcs11: no locked memory left for the PIN (%v): %w", err, core.ErrLockedMemory)
+	}
+	_ = unix.Munlock(probe)
+	f()
+	return nil
 }
 
 func (t *token) login(cfg Config, pin []byte, flags uint) error {
@@ -251,7 +283,10 @@ func (t *token) checkPIN(cfg Config, pin []byte) error {
 		return err
 	}
 	defer buf.Destroy()
-	want, err := t.pin.Open()
+	var want *memguard.LockedBuffer
+	if herr := withHeadroom(func() { want, err = t.pin.Open() }); herr != nil {
+		return herr
+	}
 	if err != nil {
 		return fmt.Errorf("pkcs11: opening PIN enclave: %w", keystore.ErrKeystore)
 	}
