@@ -140,7 +140,7 @@ func TestWrongPINFirstLogin(t *testing.T) {
 	if err != nil {
 		t.Fatalf("right PIN after wrong ones: %v", err)
 	}
-	defer ks.Close()
+	t.Cleanup(func() { ks.Close() }) // after newIdentity's cleanup
 	if !ks.PINCountLow() {
 		t.Error("CKF_USER_PIN_COUNT_LOW not surfaced after wrong PINs")
 	}

@@ -270,7 +270,9 @@ func (k *Keystore) openBy(label string, id []byte) (*Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	k.t.retain()
+	if err := k.t.retain(); err != nil {
+		return nil, err
+	}
 	return ident, nil
 }
 
@@ -519,9 +521,14 @@ func (t *token) probeX25519(m suiteMech) error {
 	})
 }
 
-// retain adds a reference for a new Identity.
-func (t *token) retain() {
+// retain adds a reference for a new Identity, unless the last holder
+// released the token meanwhile. closed is written under registry's lock too.
+func (t *token) retain() error {
 	registry.Lock()
+	defer registry.Unlock()
+	if t.closed {
+		return keystore.ErrClosed
+	}
 	t.refs++
-	registry.Unlock()
+	return nil
 }

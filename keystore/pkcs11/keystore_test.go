@@ -58,6 +58,9 @@ func TestGenerateOpenListDelete(t *testing.T) {
 	if _, err := ks.Open("alice"); !errors.Is(err, keystore.ErrNotFound) {
 		t.Fatalf("open deleted: %v", err)
 	}
+	if err := a.DH(mustP256(t), new([32]byte)); !errors.Is(err, keystore.ErrNotFound) {
+		t.Fatalf("DH with a deleted key: %v", err)
+	}
 	if err := ks.Delete("alice"); !errors.Is(err, keystore.ErrNotFound) {
 		t.Fatalf("delete deleted: %v", err)
 	}

@@ -158,7 +158,9 @@ func (m *module) unload() {
 		m.ctx.Finalize()
 	}
 	m.ctx.Destroy()
-	delete(registry.modules, m.path)
+	if registry.modules[m.path] == m {
+		delete(registry.modules, m.path)
+	}
 }
 
 func (m *module) findSlot(cfg Config) (uint, p11.TokenInfo, error) {
@@ -381,6 +383,8 @@ func wrap(step string, err error) error {
 		s = keystore.ErrUnsupportedSuite
 	case p11.CKR_SESSION_CLOSED, p11.CKR_CRYPTOKI_NOT_INITIALIZED:
 		s = keystore.ErrClosed
+	case p11.CKR_OBJECT_HANDLE_INVALID, p11.CKR_KEY_HANDLE_INVALID:
+		s = keystore.ErrNotFound // deleted under an open Identity
 	default:
 		s = keystore.ErrKeystore
 	}
