@@ -267,6 +267,8 @@ func (t *token) login(cfg Config, pin []byte, flags uint) error {
 		err = wrap("login", err)
 		if flags&p11.CKF_USER_PIN_FINAL_TRY != 0 {
 			err = fmt.Errorf("%w (the next wrong PIN locks the token)", err)
+		} else if flags&p11.CKF_USER_PIN_COUNT_LOW != 0 {
+			err = fmt.Errorf("%w (wrong PINs were entered before: PIN count low)", err)
 		}
 		return err
 	}
