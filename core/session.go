@@ -183,7 +183,7 @@ func (s *Session) Decrypt(packet []byte) ([]byte, error) {
 	var stepErr error
 	Protect(func() {
 		for i := s.recvN; i < n; i++ {
-			if n-i > uint64(s.window) {
+			if n+1-i > uint64(s.window) {
 				step(ck, mk)
 				continue
 			}

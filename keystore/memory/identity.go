@@ -50,33 +50,45 @@ var (
 )
 
 func withLocked(e *memguard.Enclave, f func(b []byte) error) error {
+	b, err := allocLocked(e)
+	if err != nil {
+		return err
+	}
+	if b == nil {
+		return f(nil)
+	}
+	defer b.Destroy()
+	return f(b.Bytes())
+}
+
+// allocLocked probes for headroom, then opens e (or, for e == nil, only
+// probes for the four pages memguard's key coffer needs at first use).
+func allocLocked(e *memguard.Enclave) (*memguard.LockedBuffer, error) {
 	guardMu.Lock()
 	defer guardMu.Unlock()
 	if probe == nil {
 		p, err := unix.Mmap(-1, 0, 4*unix.Getpagesize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 		if err != nil {
-			return fmt.Errorf("%w: %v", core.ErrLockedMemory, err)
+			return nil, fmt.Errorf("%w: %v", core.ErrLockedMemory, err)
 		}
 		probe = p
 	}
-	// Four pages the first time (memguard's key coffer), one afterwards.
 	n := unix.Getpagesize()
 	if e == nil {
 		n = len(probe)
 	}
 	if err := unix.Mlock(probe[:n]); err != nil {
-		return fmt.Errorf("%w: no locked memory left for memguard (%v)", core.ErrLockedMemory, err)
+		return nil, fmt.Errorf("%w: no locked memory left for memguard (%v)", core.ErrLockedMemory, err)
 	}
 	_ = unix.Munlock(probe[:n])
 	if e == nil {
-		return f(nil)
+		return nil, nil
 	}
 	b, err := e.Open()
 	if err != nil {
-		return fmt.Errorf("%w: opening enclave: %v", keystore.ErrKeystore, err)
+		return nil, fmt.Errorf("%w: opening enclave: %v", keystore.ErrKeystore, err)
 	}
-	defer b.Destroy()
-	return f(b.Bytes())
+	return b, nil
 }
 
 // Generate makes a new identity from crypto/rand.
@@ -167,7 +179,7 @@ func (id *Identity) PublicBytes() []byte { return append([]byte(nil), id.edPub..
 func (id *Identity) DeriveX25519() keystore.PublicKey { return id.xPub }
 
 // Public returns the ed25519.PublicKey.
-func (id *Identity) Public() crypto.PublicKey { return id.PublicBytes() }
+func (id *Identity) Public() crypto.PublicKey { return ed25519.PublicKey(id.PublicBytes()) }
 
 // Suites: a memory identity holds keys for both.
 func (id *Identity) Suites() []keystore.Suite { return []keystore.Suite{keystore.X25519, keystore.P256} }

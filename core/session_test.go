@@ -1,0 +1,198 @@
+package core_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/keystore"
+)
+
+func send(t *testing.T, s *core.Session, n int) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for i := range n {
+		ct, err := s.Encrypt([]byte(fmt.Sprint("msg ", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ct)
+	}
+	return out
+}
+
+func TestReorderWithinWindowDecryptsOnce(t *testing.T) {
+	is, rs := handshake(t, mustIdentity(t), mustIdentity(t), keystore.X25519, nil)
+	cts := send(t, is, 10)
+	for _, i := range []int{3, 0, 9, 1, 2, 8, 4, 7, 6, 5} {
+		pt, err := rs.Decrypt(cts[i])
+		if err != nil || string(pt) != fmt.Sprint("msg ", i) {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	for i := range cts {
+		if _, err := rs.Decrypt(cts[i]); !errors.Is(err, core.ErrReplay) {
+			t.Fatalf("duplicate %d: %v", i, err)
+		}
+	}
+}
+
+// Boundary table for the receive window (default 64).
+func TestWindowBoundaries(t *testing.T) {
+	is, rs := handshake(t, mustIdentity(t), mustIdentity(t), keystore.P256, nil)
+	cts := send(t, is, 200)
+	if _, err := rs.Decrypt(cts[100]); err != nil { // window is now 37..100
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		n    int
+		want error
+	}{
+		{36, core.ErrTooOld}, // 65 behind the next expected (101)
+		{37, nil},            // exactly 64 behind
+		{37, core.ErrReplay},
+		{99, nil},
+		{100, core.ErrReplay},
+		{0, core.ErrTooOld},
+		{101, nil},
+	} {
+		_, err := rs.Decrypt(cts[c.n])
+		if (c.want == nil && err != nil) || (c.want != nil && !errors.Is(err, c.want)) {
+			t.Fatalf("message %d: got %v, want %v", c.n, err, c.want)
+		}
+	}
+}
+
+// A tampered, truncated or forged message changes nothing: the genuine one
+// still decrypts, and so does everything after it.
+func TestDecryptIsAtomic(t *testing.T) {
+	is, rs := handshake(t, mustIdentity(t), mustIdentity(t), keystore.X25519, nil)
+	cts := send(t, is, 3)
+	for i := range cts[1] {
+		bad := bytes.Clone(cts[1])
+		bad[i] ^= 0x04
+		if _, err := rs.Decrypt(bad); err == nil {
+			t.Fatalf("flipped byte %d accepted", i)
+		}
+	}
+	for _, bad := range [][]byte{nil, {0x82}, cts[1][:len(cts[1])-1], append(bytes.Clone(cts[1]), 0)} {
+		if _, err := rs.Decrypt(bad); !errors.Is(err, core.ErrMalformed) {
+			t.Fatalf("malformed %x: %v", bad, err)
+		}
+	}
+	for i, ct := range cts {
+		if _, err := rs.Decrypt(ct); err != nil {
+			t.Fatalf("genuine message %d after forgeries: %v", i, err)
+		}
+	}
+}
+
+func TestMessageLimit(t *testing.T) {
+	is, rs := handshake(t, mustIdentity(t), mustIdentity(t), keystore.X25519, &core.Config{MaxMessages: 3})
+	cts := send(t, is, 3)
+	if _, err := is.Encrypt(nil); !errors.Is(err, core.ErrLimit) {
+		t.Fatalf("send past the limit: %v", err)
+	}
+	for _, ct := range cts {
+		if _, err := rs.Decrypt(ct); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Counters travel as 16 bits; a long session crosses the wrap.
+func TestCounterWrap(t *testing.T) {
+	is, rs := handshake(t, mustIdentity(t), mustIdentity(t), keystore.X25519, nil)
+	for i := 0; i < 70000; i++ {
+		ct, err := is.Encrypt(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%500 == 0 || i > 65530 && i < 65545 {
+			if _, err := rs.Decrypt(ct); err != nil {
+				t.Fatalf("message %d: %v", i, err)
+			}
+		}
+	}
+}
+
+func TestReconstruct(t *testing.T) {
+	for _, c := range []struct {
+		next uint64
+		t    uint16
+		want uint64
+	}{
+		{0, 0, 0}, {0, 5, 5}, {0, 0xffff, 0xffff}, {65530, 2, 65538}, {65540, 0xfffe, 65534},
+		{0x1_0000_0000, 0, 0x1_0000_0000}, {0x1_0000_8000, 0, 0x1_0001_0000},
+	} {
+		if got := core.Reconstruct(c.next, c.t); got != c.want {
+			t.Errorf("reconstruct(%d, %d) = %d, want %d", c.next, c.t, got, c.want)
+		}
+	}
+}
+
+func TestClosedSession(t *testing.T) {
+	is, rs := handshake(t, mustIdentity(t), mustIdentity(t), keystore.X25519, nil)
+	ct, _ := is.Encrypt(nil)
+	rs.Close()
+	rs.Close()
+	if _, err := rs.Decrypt(ct); !errors.Is(err, core.ErrState) {
+		t.Fatal(err)
+	}
+}
+
+// Wire budgets from the issue: printed and asserted.
+func TestPacketSizes(t *testing.T) {
+	budgets := map[keystore.Suite][2]int{keystore.X25519: {100, 52}, keystore.P256: {104, 53}}
+	for _, s := range suites {
+		a, b := mustIdentity(t), mustIdentity(t)
+		in, m1, _ := core.Initiate(a, dhPub(t, b, s), nil, nil)
+		_, _, m2, err := core.NewResponder(b, nil).Respond(m1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		is, _, err := in.Finish(m2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var over []int
+		for _, n := range []int{0, 1, 6, 100, 200, 233} {
+			ct, _ := is.Encrypt(make([]byte, n))
+			over = append(over, len(ct)-n)
+		}
+		t.Logf("%v: init %d bytes, response %d, transport overhead %v for payloads 0,1,6,100,200,233", s, len(m1), len(m2), over)
+		if len(m1) > budgets[s][0] || len(m2) > budgets[s][1] {
+			t.Errorf("%v handshake over budget: %d, %d", s, len(m1), len(m2))
+		}
+		for _, o := range over {
+			if o > 22 {
+				t.Errorf("%v transport overhead %d > 22", s, o)
+			}
+		}
+		is.Close()
+	}
+}
+
+// 10,000 idle sessions fit in the slab's locked memory well within 8 MiB.
+func TestTenThousandSessionsLockedMemory(t *testing.T) {
+	a, b := newP256Identity(), newP256Identity()
+	is, rs := handshake(t, a, b, keystore.P256, nil)
+	is.Close()
+	rs.Close()
+	before, _ := core.LockedMemory()
+	var ss []*core.Session
+	for range 5000 {
+		x, y := handshake(t, a, b, keystore.P256, nil)
+		ss = append(ss, x, y)
+	}
+	locked, inUse := core.LockedMemory()
+	t.Logf("10,000 sessions: %d bytes locked by the slab (%d in use)", locked-before, inUse)
+	if locked > 8<<20 {
+		t.Fatalf("slab locked %d bytes", locked)
+	}
+	for _, s := range ss {
+		s.Close()
+	}
+}

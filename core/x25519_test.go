@@ -1,0 +1,36 @@
+package core_test
+
+import (
+	"bytes"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/hex"
+	"testing"
+
+	"github.com/loramesh/loramesh-core/core"
+)
+
+func TestX25519AgainstRFC7748AndECDH(t *testing.T) {
+	// RFC 7748 section 5.2, first vector.
+	var k, u, out [32]byte
+	hex.Decode(k[:], []byte("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4"))
+	hex.Decode(u[:], []byte("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c"))
+	core.X25519Ladder(&out, &k, &u)
+	if hex.EncodeToString(out[:]) != "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552" {
+		t.Fatal("RFC 7748 vector")
+	}
+	for range 200 {
+		rand.Read(k[:])
+		p, _ := ecdh.X25519().NewPrivateKey(k[:])
+		var base [32]byte
+		if err := core.X25519BaseMult(&base, &k); err != nil || !bytes.Equal(base[:], p.PublicKey().Bytes()) {
+			t.Fatal("fixed-base X25519 differs from crypto/ecdh")
+		}
+		q, _ := ecdh.X25519().GenerateKey(rand.Reader)
+		want, _ := p.ECDH(q.PublicKey())
+		copy(u[:], q.PublicKey().Bytes())
+		if err := core.X25519(&out, &k, &u); err != nil || !bytes.Equal(out[:], want) {
+			t.Fatal("ladder differs from crypto/ecdh")
+		}
+	}
+}
