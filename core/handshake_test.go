@@ -122,7 +122,7 @@ func (p256DH) DH(priv, pub []byte) ([]byte, error) {
 	}
 	return k.ECDH(e)
 }
-func (p256DH) DHLen() int      { return 33 }
+func (p256DH) DHLen() int     { return 33 }
 func (p256DH) DHName() string { return "P256" }
 
 func flynnSuite(s keystore.Suite) noise.CipherSuite {

@@ -182,7 +182,9 @@ func (id *Identity) DeriveX25519() keystore.PublicKey { return id.xPub }
 func (id *Identity) Public() crypto.PublicKey { return ed25519.PublicKey(id.PublicBytes()) }
 
 // Suites: a memory identity holds keys for both.
-func (id *Identity) Suites() []keystore.Suite { return []keystore.Suite{keystore.X25519, keystore.P256} }
+func (id *Identity) Suites() []keystore.Suite {
+	return []keystore.Suite{keystore.X25519, keystore.P256}
+}
 
 // DHPublic returns the static public key for s.
 func (id *Identity) DHPublic(s keystore.Suite) (keystore.PublicKey, error) {
