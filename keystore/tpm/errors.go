@@ -1,0 +1,68 @@
+package tpm
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/loramesh/loramesh-core/keystore"
+)
+
+// tpmError is a sentinel of this package that also matches
+// keystore.ErrKeystore, so callers that only know the keystore seam still
+// classify it as a key-holder failure.
+type tpmError string
+
+func (e tpmError) Error() string { return string(e) }
+func (e tpmError) Unwrap() error { return keystore.ErrKeystore }
+
+// Errors specific to TPMs. Each also matches keystore.ErrKeystore.
+var (
+	ErrNoDevice   error = tpmError("tpm: device not found")
+	ErrPermission error = tpmError("tpm: permission denied on device (is the user in group tss?)")
+	ErrBadBlob    error = tpmError("tpm: key blob does not load on this TPM (made by another TPM or under another owner seed?)")
+	ErrNoP256     error = tpmError("tpm: TPM does not support ECC P-256")
+)
+
+// LockoutError reports TPM_RC_LOCKOUT: the dictionary-attack counter reached
+// its maximum. Wait is the TPM's lockout interval (the time until one more
+// try is allowed), zero if the TPM did not report it. It matches
+// keystore.ErrLocked.
+type LockoutError struct {
+	Wait time.Duration
+}
+
+func (e *LockoutError) Error() string {
+	if e.Wait > 0 {
+		return fmt.Sprintf("%v: TPM dictionary-attack lockout, retry in %v", keystore.ErrLocked, e.Wait)
+	}
+	return fmt.Sprintf("%v: TPM dictionary-attack lockout", keystore.ErrLocked)
+}
+
+func (e *LockoutError) Unwrap() error { return keystore.ErrLocked }
+
+// isAuthFail reports whether err is the TPM rejecting an auth value.
+func isAuthFail(err error) bool {
+	return errors.Is(err, tpm2.TPMRCAuthFail) || errors.Is(err, tpm2.TPMRCBadAuth)
+}
+
+// classify wraps a TPM error from step with the keystore sentinel it means.
+// TPM error text never contains secrets, so it is kept for diagnosis.
+func classify(step string, err error) error {
+	switch {
+	case isAuthFail(err):
+		return fmt.Errorf("tpm: %s: %w (%w)", step, keystore.ErrAuth, err)
+	case errors.Is(err, tpm2.TPMRCIntegrity):
+		return fmt.Errorf("tpm: %s: %w (%w)", step, ErrBadBlob, err)
+	case errors.Is(err, tpm2.TPMRCCurve):
+		return fmt.Errorf("tpm: %s: %w (%w)", step, ErrNoP256, err)
+	case errors.Is(err, tpm2.TPMRCECCPoint):
+		return fmt.Errorf("tpm: %s: %w (%w)", step, keystore.ErrInvalidPublicKey, err)
+	}
+	var le *LockoutError
+	if errors.As(err, &le) || errors.Is(err, keystore.ErrClosed) {
+		return fmt.Errorf("tpm: %s: %w", step, err)
+	}
+	return fmt.Errorf("tpm: %s: %w (%w)", step, keystore.ErrKeystore, err)
+}

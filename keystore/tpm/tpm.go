@@ -1,0 +1,362 @@
+// Package tpm keeps identities in a TPM 2.0: each is an ECC P-256 key made
+// under the owner-hierarchy "H-2" SRK and stored as a TSS2 PRIVATE KEY PEM
+// file (NAME.pem) that tpm2-tools and the OpenSSL TPM2 provider also read.
+// The private key never leaves the TPM; Sign runs TPM2_Sign and DH runs
+// TPM2_ECDH_ZGen.
+//
+// Auth values. A key made with an auth value (PIN) is protected by the TPM's
+// dictionary-attack logic: on the reference TPM and swtpm, 3 wrong values
+// lock every such key out for 1000 s (one try comes back per interval; the
+// owner of the lockout authorization can clear it, e.g. `tpm2_dictionarylockout
+// -c`). Lockout gives a *LockoutError (keystore.ErrLocked) with the wait. A
+// wrong value gives keystore.ErrAuth and the cached value is dropped: the next
+// operation asks Config.Auth again. The value lives in memguard locked memory,
+// whose package init disables core dumps for the whole process.
+//
+// Bus protection. Every command carrying a secret runs in an HMAC session
+// salted to the SRK: the auth value never crosses the bus (only HMACs keyed
+// with the salt do), it is AES-128-CFB encrypted when a key is created, and
+// the ZGen result comes back encrypted. Each identity keeps up to two such
+// sessions loaded while open (one for DH, one for Sign): swtpm allows 3
+// loaded sessions, so keep few identities open at once on it.
+package tpm
+
+import (
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
+	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
+	"github.com/google/go-tpm/tpm2/transport/tcp"
+	"github.com/loramesh/loramesh-core/keystore"
+)
+
+// DefaultDevice is the kernel's resource-managed TPM device.
+const DefaultDevice = "/dev/tpmrm0"
+
+// Config says where key files live and where auth values come from.
+type Config struct {
+	// Dir holds the NAME.pem key files. It is created (0700) if missing.
+	Dir string
+	// Auth returns the auth value (PIN) of the named identity: for Generate
+	// (empty: a key without auth, not dictionary-attack protected) and for
+	// keys whose file says they have one. The returned slice is copied to
+	// locked memory and wiped. Nil means no auth values.
+	Auth func(name string) ([]byte, error)
+}
+
+// Keystore is a directory of TPM key files bound to one open TPM.
+type Keystore struct {
+	cfg    Config
+	d      *device
+	closed atomic.Bool
+}
+
+var _ keystore.Keystore = (*Keystore)(nil)
+
+// OpenDevice opens a TPM character device: path "" means /dev/tpmrm0.
+// /dev/tpm0 works too but admits one process at a time.
+func OpenDevice(path string, cfg Config) (*Keystore, error) {
+	if path == "" {
+		path = DefaultDevice
+	}
+	t, err := linuxtpm.Open(path)
+	if err != nil {
+		return nil, deviceErr(path, err)
+	}
+	return OpenTransport(t, cfg)
+}
+
+// OpenSwtpm opens swtpm (or the reference simulator) over TCP: cmdAddr is
+// the server port, platformAddr the control port (host:port each).
+func OpenSwtpm(cmdAddr, platformAddr string, cfg Config) (*Keystore, error) {
+	t, err := tcp.Open(tcp.Config{CommandAddress: cmdAddr, PlatformAddress: platformAddr})
+	if err != nil {
+		return nil, fmt.Errorf("%w: swtpm at %s: %v", ErrNoDevice, cmdAddr, err)
+	}
+	return OpenTransport(t, cfg)
+}
+
+// OpenSwtpmUnix opens swtpm's Unix socket (`--server type=unixio,path=...`).
+func OpenSwtpmUnix(path string, cfg Config) (*Keystore, error) {
+	t, err := linuxudstpm.Open(path)
+	if err != nil {
+		return nil, deviceErr(path, err)
+	}
+	return OpenTransport(t, cfg)
+}
+
+// OpenTransport uses an already open transport (for instance go-tpm's
+// in-process simulator) and owns it from now on: the last Close of the
+// keystore and its identities closes it.
+func OpenTransport(t transport.TPMCloser, cfg Config) (*Keystore, error) {
+	if cfg.Dir == "" {
+		t.Close()
+		return nil, fmt.Errorf("tpm: Config.Dir is empty: %w", keystore.ErrKeystore)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("tpm: key directory: %w (%w)", keystore.ErrKeystore, err)
+	}
+	d, err := newDevice(t)
+	if err != nil {
+		return nil, err
+	}
+	return &Keystore{cfg: cfg, d: d}, nil
+}
+
+func deviceErr(path string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: %s", ErrNoDevice, path)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%w: %s", ErrPermission, path)
+	}
+	return fmt.Errorf("tpm: opening %s: %w (%w)", path, keystore.ErrKeystore, err)
+}
+
+func (ks *Keystore) path(name string) string { return filepath.Join(ks.cfg.Dir, name+".pem") }
+
+// check rejects bad names and use after Close.
+func (ks *Keystore) check(name string) error {
+	if ks.closed.Load() {
+		return keystore.ErrClosed
+	}
+	return validName(name)
+}
+
+// Generate creates a P-256 identity (the only suite a TPM offers here) and
+// saves its key file.
+func (ks *Keystore) Generate(name string, suites ...keystore.Suite) (keystore.Identity, error) {
+	if err := ks.check(name); err != nil {
+		return nil, err
+	}
+	for _, s := range suites {
+		if s != keystore.P256 {
+			return nil, fmt.Errorf("tpm: %v: %w", s, keystore.ErrUnsupportedSuite)
+		}
+	}
+	if _, err := os.Stat(ks.path(name)); err == nil {
+		return nil, fmt.Errorf("tpm: %s: %w", name, keystore.ErrExists)
+	}
+	auth, err := ks.auth(name)
+	if err != nil {
+		return nil, err
+	}
+	hasAuth := auth.Size() > 0
+	var pub tpm2.TPM2BPublic
+	var priv tpm2.TPM2BPrivate
+	err = ks.d.do(func() error {
+		return ks.d.withSRK(func(srk tpm2.NamedHandle) error {
+			var err error
+			pub, priv, err = create(ks.d, srk, auth, hasAuth)
+			return err
+		})
+	})
+	if err != nil {
+		auth.Destroy()
+		return nil, err
+	}
+	pem, err := encodeKey(pub, priv, hasAuth)
+	if err == nil {
+		err = writeNew(ks.path(name), pem)
+	}
+	if err != nil {
+		auth.Destroy()
+		if errors.Is(err, keystore.ErrExists) {
+			return nil, fmt.Errorf("tpm: %s: %w", name, err)
+		}
+		return nil, fmt.Errorf("tpm: saving %s: %w (%w)", name, keystore.ErrKeystore, err)
+	}
+	return ks.open(name, pub, priv, hasAuth, auth)
+}
+
+// Open loads a saved identity. A key file from another TPM fails with
+// ErrBadBlob here rather than at first use.
+func (ks *Keystore) Open(name string) (keystore.Identity, error) {
+	if err := ks.check(name); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(ks.path(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("tpm: %s: %w", name, keystore.ErrNotFound)
+	} else if err != nil {
+		return nil, fmt.Errorf("tpm: reading %s: %w (%w)", name, keystore.ErrKeystore, err)
+	}
+	k, err := decodeKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: %s: %w: key file: %v", name, ErrBadBlob, err)
+	}
+	return ks.open(name, k.Pubkey, k.Privkey, !k.EmptyAuth, nil)
+}
+
+func (ks *Keystore) open(name string, pub tpm2.TPM2BPublic, priv tpm2.TPM2BPrivate, hasAuth bool, auth *lockedAuth) (keystore.Identity, error) {
+	pk, err := checkPublic(pub)
+	if err != nil {
+		auth.Destroy()
+		return nil, fmt.Errorf("tpm: %s: %w: %v", name, ErrBadBlob, err)
+	}
+	dhPub, err := dhPublic(pk)
+	if err != nil {
+		auth.Destroy()
+		return nil, fmt.Errorf("tpm: %s: %w: %v", name, ErrBadBlob, err)
+	}
+	if err := ks.d.acquire(); err != nil {
+		auth.Destroy()
+		return nil, err
+	}
+	id := &Identity{
+		d: ks.d, name: name, pub: pub, priv: priv, hasAuth: hasAuth,
+		ecPub: pk, dhPub: dhPub, authFn: ks.cfg.Auth, auth: auth,
+	}
+	// Load now so a foreign or damaged blob fails at Open.
+	if err := ks.d.do(func() error {
+		h, err := id.load()
+		if err == nil {
+			ks.d.flush(h.Handle)
+		}
+		return err
+	}); err != nil {
+		id.Close()
+		return nil, err
+	}
+	return id, nil
+}
+
+func (ks *Keystore) auth(name string) (*lockedAuth, error) {
+	if ks.cfg.Auth == nil {
+		return nil, nil
+	}
+	return newLockedAuth(ks.cfg.Auth, name)
+}
+
+// List returns the names of the saved identities, sorted.
+func (ks *Keystore) List() ([]string, error) {
+	if ks.closed.Load() {
+		return nil, keystore.ErrClosed
+	}
+	es, err := os.ReadDir(ks.cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: listing keys: %w (%w)", keystore.ErrKeystore, err)
+	}
+	var names []string
+	for _, e := range es {
+		n, ok := strings.CutSuffix(e.Name(), ".pem")
+		if ok && e.Type().IsRegular() && validName(n) == nil {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// Delete removes the key file. The TPM holds nothing persistent for it.
+func (ks *Keystore) Delete(name string) error {
+	if err := ks.check(name); err != nil {
+		return err
+	}
+	err := os.Remove(ks.path(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("tpm: %s: %w", name, keystore.ErrNotFound)
+	} else if err != nil {
+		return fmt.Errorf("tpm: deleting %s: %w (%w)", name, keystore.ErrKeystore, err)
+	}
+	return nil
+}
+
+// Close releases the keystore's hold on the TPM. Open identities keep
+// working until they are closed too.
+func (ks *Keystore) Close() error {
+	if ks.closed.Swap(true) {
+		return nil
+	}
+	return ks.d.release()
+}
+
+// identityTemplate is an unrestricted P-256 key that both signs and does
+// ECDH, with every scheme left to the command (TPM2_Sign passes ECDSA-SHA256).
+func identityTemplate(hasAuth bool) tpm2.TPMTPublic {
+	return tpm2.TPMTPublic{
+		Type:    tpm2.TPMAlgECC,
+		NameAlg: tpm2.TPMAlgSHA256,
+		ObjectAttributes: tpm2.TPMAObject{
+			FixedTPM:            true,
+			FixedParent:         true,
+			SensitiveDataOrigin: true,
+			UserWithAuth:        true,
+			NoDA:                !hasAuth,
+			SignEncrypt:         true,
+			Decrypt:             true,
+		},
+		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
+			Symmetric: tpm2.TPMTSymDefObject{Algorithm: tpm2.TPMAlgNull},
+			Scheme:    tpm2.TPMTECCScheme{Scheme: tpm2.TPMAlgNull},
+			CurveID:   tpm2.TPMECCNistP256,
+			KDF:       tpm2.TPMTKDFScheme{Scheme: tpm2.TPMAlgNull},
+		}),
+		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
+	}
+}
+
+// create makes the key under srk. The auth value is a parameter of
+// TPM2_Create, so it travels AES-CFB encrypted in a session salted to srk.
+func create(d *device, srk tpm2.NamedHandle, auth *lockedAuth, hasAuth bool) (tpm2.TPM2BPublic, tpm2.TPM2BPrivate, error) {
+	var pub tpm2.TPM2BPublic
+	var priv tpm2.TPM2BPrivate
+	var err error
+	protect(func() {
+		var rsp *tpm2.CreateResponse
+		rsp, err = tpm2.Create{
+			ParentHandle: tpm2.AuthHandle{
+				Handle: srk.Handle, Name: srk.Name,
+				Auth: tpm2.HMAC(tpm2.TPMAlgSHA256, 16,
+					tpm2.AESEncryption(128, tpm2.EncryptIn),
+					tpm2.Salted(srk.Handle, d.srkPub)),
+			},
+			InSensitive: tpm2.TPM2BSensitiveCreate{Sensitive: &tpm2.TPMSSensitiveCreate{
+				UserAuth: tpm2.TPM2BAuth{Buffer: auth.Bytes()},
+			}},
+			InPublic: tpm2.New2B(identityTemplate(hasAuth)),
+		}.Execute(d.t)
+		if err == nil {
+			pub, priv = rsp.OutPublic, rsp.OutPrivate
+		}
+	})
+	if err != nil {
+		return pub, priv, classify("creating the identity key", err)
+	}
+	return pub, priv, nil
+}
+
+// checkPublic accepts only the key shape identityTemplate makes.
+func checkPublic(b tpm2.TPM2BPublic) (*ecdsa.PublicKey, error) {
+	p, err := b.Contents()
+	if err != nil {
+		return nil, err
+	}
+	a := p.ObjectAttributes
+	if p.Type != tpm2.TPMAlgECC || a.Restricted || !a.SignEncrypt || !a.Decrypt {
+		return nil, errors.New("not an unrestricted ECC sign+decrypt key")
+	}
+	parms, err := p.Parameters.ECCDetail()
+	if err != nil {
+		return nil, err
+	}
+	if parms.CurveID != tpm2.TPMECCNistP256 {
+		return nil, errors.New("not a P-256 key")
+	}
+	pt, err := p.Unique.ECC()
+	if err != nil {
+		return nil, err
+	}
+	return ecdsaPublic(pt)
+}

@@ -1,0 +1,334 @@
+package tpm
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/pem"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	keyfile "github.com/foxboron/go-tpm-keyfiles"
+	"github.com/google/go-tpm/tpm2"
+	"github.com/loramesh/loramesh-core/keystore"
+)
+
+func TestSignVerifies(t *testing.T) {
+	for _, auth := range []string{"", "1234"} {
+		ks := simKeystore(t, auth)
+		id := generate(t, ks, "signer")
+		d := sha256.Sum256([]byte("contact card"))
+		sig, err := id.Sign(rand.Reader, d[:], crypto.SHA256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ecdsa.VerifyASN1(id.Public().(*ecdsa.PublicKey), d[:], sig) {
+			t.Fatalf("auth %q: signature does not verify", auth)
+		}
+		d384 := sha512.Sum384(nil)
+		if _, err := id.Sign(rand.Reader, d384[:], crypto.SHA384); err == nil {
+			t.Fatal("SHA-384 accepted")
+		}
+		if _, err := id.Sign(rand.Reader, d[:16], crypto.SHA256); err == nil {
+			t.Fatal("short digest accepted")
+		}
+	}
+}
+
+func TestDHMatchesCryptoECDH(t *testing.T) {
+	for _, auth := range []string{"", "1234"} {
+		ks := simKeystore(t, auth)
+		id := generate(t, ks, "dh")
+		mine, err := id.DHPublic(keystore.P256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		myECDH, err := mine.ECDH()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			sk, peer := softPeer(t)
+			want, err := sk.ECDH(myECDH)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got [32]byte
+			if err := id.DH(peer, &got); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got[:], want) {
+				t.Fatalf("auth %q: TPM and crypto/ecdh disagree", auth)
+			}
+		}
+	}
+}
+
+func TestOpCounterExact(t *testing.T) {
+	ks := simKeystore(t, "")
+	id := generate(t, ks, "ops")
+	if n := id.PrivateKeyOps(); n != 0 {
+		t.Fatalf("fresh identity: %d ops", n)
+	}
+	_, peer := softPeer(t)
+	var z [32]byte
+	d := sha256.Sum256(nil)
+	for range 3 {
+		if err := id.DH(peer, &z); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := id.Sign(nil, d[:], crypto.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	// Refused before reaching the TPM: not counted.
+	id.Sign(nil, d[:], crypto.SHA512)
+	id.DH(keystore.PublicKey{}, &z)
+	id.DHPublic(keystore.X25519)
+	if n := id.PrivateKeyOps(); n != 4 {
+		t.Fatalf("ops = %d, want 4", n)
+	}
+}
+
+func TestOnlyP256(t *testing.T) {
+	ks := simKeystore(t, "")
+	if _, err := ks.Generate("x", keystore.X25519); !errors.Is(err, keystore.ErrUnsupportedSuite) {
+		t.Fatalf("Generate(X25519): %v", err)
+	}
+	id := generate(t, ks, "p")
+	if _, err := id.DHPublic(keystore.X25519); !errors.Is(err, keystore.ErrUnsupportedSuite) {
+		t.Fatalf("DHPublic(X25519): %v", err)
+	}
+	peer, err := keystore.ParsePublicKey(keystore.X25519, make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var z [32]byte
+	if err := id.DH(peer, &z); !errors.Is(err, keystore.ErrUnsupportedSuite) {
+		t.Fatalf("DH(X25519 peer): %v", err)
+	}
+	if got := id.Suites(); len(got) != 1 || got[0] != keystore.P256 {
+		t.Fatalf("Suites = %v", got)
+	}
+}
+
+func TestFilesAndLifecycle(t *testing.T) {
+	ks := simKeystore(t, "pin")
+	id := generate(t, ks, "node-1")
+	want, _ := id.DHPublic(keystore.P256)
+	if _, err := ks.Generate("node-1"); !errors.Is(err, keystore.ErrExists) {
+		t.Fatalf("second Generate: %v", err)
+	}
+	if _, err := ks.Generate("../evil"); err == nil {
+		t.Fatal("path name accepted")
+	}
+	path := filepath.Join(ks.cfg.Dir, "node-1.pem")
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", fi.Mode())
+	}
+	b, _ := os.ReadFile(path)
+	k, err := keyfile.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der := keyfile.Marshal(k) // without emptyAuth, as go-tpm-keyfiles writes it
+	if k.EmptyAuth || k.Description != "" || bytes.Equal(der, pemDER(t, b)) ||
+		!bytes.Contains(pemDER(t, b), []byte{0xa0, 0x03, 0x01, 0x01, 0x00}) {
+		t.Fatal("key file must carry emptyAuth FALSE and no description")
+	}
+	if err := id.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var z [32]byte
+	_, peer := softPeer(t)
+	if err := id.DH(peer, &z); !errors.Is(err, keystore.ErrClosed) {
+		t.Fatalf("DH after Close: %v", err)
+	}
+	id2, err := ks.Open("node-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer id2.Close()
+	if got, _ := id2.DHPublic(keystore.P256); !got.Equal(want) {
+		t.Fatal("reopened key has another public key")
+	}
+	if err := id2.DH(peer, &z); err != nil {
+		t.Fatal(err)
+	}
+	if names, err := ks.List(); err != nil || len(names) != 1 || names[0] != "node-1" {
+		t.Fatalf("List = %v, %v", names, err)
+	}
+	if _, err := ks.Open("absent"); !errors.Is(err, keystore.ErrNotFound) {
+		t.Fatalf("Open(absent): %v", err)
+	}
+	if err := ks.Delete("node-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ks.Delete("node-1"); !errors.Is(err, keystore.ErrNotFound) {
+		t.Fatalf("second Delete: %v", err)
+	}
+	// An open identity outlives its keystore.
+	ks.Close()
+	if err := id2.DH(peer, &z); err != nil {
+		t.Fatalf("DH after keystore Close: %v", err)
+	}
+	if _, err := ks.Open("node-1"); !errors.Is(err, keystore.ErrClosed) {
+		t.Fatalf("Open after Close: %v", err)
+	}
+}
+
+func TestNoAuthKeyFile(t *testing.T) {
+	ks := simKeystore(t, "")
+	generate(t, ks, "open")
+	b, _ := os.ReadFile(filepath.Join(ks.cfg.Dir, "open.pem"))
+	k, err := keyfile.Decode(b)
+	if err != nil || !k.EmptyAuth {
+		t.Fatalf("key without auth must say emptyAuth TRUE: %v", err)
+	}
+	p, _ := k.Pubkey.Contents()
+	if !p.ObjectAttributes.NoDA {
+		t.Fatal("key without auth should be noDA")
+	}
+}
+
+// A blob made under another parent (go-tpm's ECCSRKTemplate, a different
+// SRK, as on another TPM) must fail with ErrBadBlob at Open.
+func TestForeignBlob(t *testing.T) {
+	ks := simKeystore(t, "")
+	var pub tpm2.TPM2BPublic
+	var priv tpm2.TPM2BPrivate
+	err := ks.d.do(func() error {
+		p, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHOwner, InPublic: tpm2.New2B(tpm2.ECCSRKTemplate)}.Execute(ks.d.t)
+		if err != nil {
+			return err
+		}
+		defer ks.d.flush(p.ObjectHandle)
+		c, err := tpm2.Create{
+			ParentHandle: tpm2.AuthHandle{Handle: p.ObjectHandle, Name: p.Name, Auth: tpm2.PasswordAuth(nil)},
+			InPublic:     tpm2.New2B(identityTemplate(false)),
+		}.Execute(ks.d.t)
+		if err != nil {
+			return err
+		}
+		pub, priv = c.OutPublic, c.OutPrivate
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kf, _ := encodeKey(pub, priv, false)
+	os.WriteFile(filepath.Join(ks.cfg.Dir, "foreign.pem"), kf, 0o600)
+	_, err = ks.Open("foreign")
+	if !errors.Is(err, ErrBadBlob) || !errors.Is(err, tpm2.TPMRCIntegrity) || !errors.Is(err, keystore.ErrKeystore) {
+		t.Fatalf("foreign blob: %v", err)
+	}
+	os.WriteFile(filepath.Join(ks.cfg.Dir, "junk.pem"), []byte("junk"), 0o600)
+	if _, err = ks.Open("junk"); !errors.Is(err, ErrBadBlob) {
+		t.Fatalf("junk file: %v", err)
+	}
+}
+
+func TestWrongAuthSim(t *testing.T) {
+	defer resetDA(t, sim)
+	ks := simKeystore(t, "right")
+	generate(t, ks, "k").Close()
+	ks.cfg.Auth = pin("wrong")
+	id, err := ks.Open("k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer id.Close()
+	var z [32]byte
+	_, peer := softPeer(t)
+	if err := id.DH(peer, &z); !errors.Is(err, keystore.ErrAuth) {
+		t.Fatalf("wrong auth: %v", err)
+	}
+	// The bad value was dropped: the callback is asked again.
+	ks.cfg.Auth = pin("right")
+	id.(*Identity).authFn = ks.cfg.Auth
+	if err := id.DH(peer, &z); err != nil {
+		t.Fatalf("right auth after a wrong one: %v", err)
+	}
+}
+
+func TestNoLeakedHandles(t *testing.T) {
+	ks := simKeystore(t, "1234")
+	id := generate(t, ks, "k")
+	_, peer := softPeer(t)
+	var z [32]byte
+	d := sha256.Sum256(nil)
+	for range 5 {
+		id.DH(peer, &z)
+		id.Sign(nil, d[:], crypto.SHA256)
+	}
+	if hs := transients(t, sim); len(hs) != 0 {
+		t.Fatalf("transient handles left: %v", hs)
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	ks := simKeystore(t, "1234")
+	a, b := generate(t, ks, "a"), generate(t, ks, "b")
+	bp, _ := b.DHPublic(keystore.P256)
+	ap, _ := a.DHPublic(keystore.P256)
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := range 8 {
+		wg.Go(func() {
+			for range 5 {
+				var z1, z2 [32]byte
+				if i%2 == 0 {
+					d := sha256.Sum256([]byte{byte(i)})
+					if sig, err := a.Sign(nil, d[:], crypto.SHA256); err != nil || !ecdsa.VerifyASN1(a.ecPub, d[:], sig) {
+						errs <- err
+					}
+					continue
+				}
+				if err := a.DH(bp, &z1); err != nil {
+					errs <- err
+				}
+				if err := b.DH(ap, &z2); err != nil {
+					errs <- err
+				}
+				if z1 != z2 {
+					errs <- errors.New("a·B != b·A")
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func TestMissingDevice(t *testing.T) {
+	_, err := OpenDevice(filepath.Join(t.TempDir(), "tpmrm0"), Config{Dir: t.TempDir()})
+	if !errors.Is(err, ErrNoDevice) || !errors.Is(err, keystore.ErrKeystore) {
+		t.Fatalf("missing device: %v", err)
+	}
+	_, err = OpenSwtpmUnix(filepath.Join(t.TempDir(), "sock"), Config{Dir: t.TempDir()})
+	if !errors.Is(err, ErrNoDevice) {
+		t.Fatalf("missing socket: %v", err)
+	}
+}
+
+func pemDER(t testing.TB, b []byte) []byte {
+	t.Helper()
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatal("no PEM block")
+	}
+	return blk.Bytes
+}
