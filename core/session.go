@@ -101,8 +101,11 @@ func (s *Session) Encrypt(plaintext []byte) ([]byte, error) {
 	n := s.sendN
 	body := make([]byte, 2, 2+len(plaintext)+chacha20poly1305.Overhead)
 	binary.BigEndian.PutUint16(body, uint16(n))
-	Protect(func() { step(s.send, mk) })
-	body = seal(mk, 0, body, transportAD(n), plaintext)
+	ad := transportAD(n)
+	Protect(func() {
+		step(s.send, mk)
+		body = sealRaw(mk, 0, body, ad, plaintext)
+	})
 	s.sendN++
 	return encodePacket(kindTransport, body), nil
 }

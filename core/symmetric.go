@@ -1,9 +1,9 @@
 package core
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"slices"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -54,12 +54,40 @@ func (s *symmetric) free() {
 	Wipe(s.h[:])
 }
 
+// hmacInto writes HMAC-SHA256(key, data...) into out (RFC 2104, key at most
+// one block). Written out, with buffers on the stack, because crypto/hmac
+// allocates eight heap objects a call, each of which runtime/secret must
+// track and erase; a test checks it against crypto/hmac.
 func hmacInto(out *[32]byte, key []byte, data ...[]byte) {
-	m := hmac.New(sha256.New, key)
+	var in [64 + 96]byte
+	n := 64
 	for _, d := range data {
-		m.Write(d)
+		n += copy(in[n:], d)
 	}
-	m.Sum(out[:0])
+	if len(key) > 64 || n-64 != msgLen(data) {
+		panic("loramesh: hmacInto input too long")
+	}
+	var outer [64 + 32]byte
+	for i := range 64 {
+		var k byte
+		if i < len(key) {
+			k = key[i]
+		}
+		in[i], outer[i] = k^0x36, k^0x5c
+	}
+	inner := sha256.Sum256(in[:n])
+	copy(outer[64:], inner[:])
+	*out = sha256.Sum256(outer[:])
+	Wipe(in[:])
+	Wipe(outer[:])
+	Wipe(inner[:])
+}
+
+func msgLen(d [][]byte) (n int) {
+	for _, b := range d {
+		n += len(b)
+	}
+	return n
 }
 
 // hkdf2 is Noise's HKDF(ck, ikm) with two outputs, written into out1, out2.
@@ -93,19 +121,27 @@ func nonce(n uint64) []byte {
 	return b[:]
 }
 
+// seal appends the ChaCha20-Poly1305 sealing of plaintext to dst; give dst
+// the capacity so that nothing is allocated inside Protect.
 func seal(key *[32]byte, n uint64, dst, ad, plaintext []byte) (out []byte) {
-	Protect(func() {
-		a, _ := chacha20poly1305.New(key[:])
-		out = a.Seal(dst, nonce(n), plaintext, ad)
-	})
+	Protect(func() { out = sealRaw(key, n, dst, ad, plaintext) })
 	return out
 }
 
+func sealRaw(key *[32]byte, n uint64, dst, ad, plaintext []byte) []byte {
+	a, _ := chacha20poly1305.New(key[:])
+	return a.Seal(dst, nonce(n), plaintext, ad)
+}
+
 func open(key *[32]byte, n uint64, ad, ciphertext []byte) (out []byte, err error) {
-	Protect(func() {
-		a, _ := chacha20poly1305.New(key[:])
-		out, err = a.Open(nil, nonce(n), ciphertext, ad)
-	})
+	out = make([]byte, 0, len(ciphertext))
+	Protect(func() { out, err = openRaw(key, n, out, ad, ciphertext) })
+	return out, err
+}
+
+func openRaw(key *[32]byte, n uint64, dst, ad, ciphertext []byte) ([]byte, error) {
+	a, _ := chacha20poly1305.New(key[:])
+	out, err := a.Open(dst, nonce(n), ciphertext, ad)
 	if err != nil {
 		return nil, ErrAuth
 	}
@@ -118,6 +154,7 @@ func (s *symmetric) encryptAndHash(dst, plaintext []byte) []byte {
 		s.mixHash(plaintext)
 		return out
 	}
+	dst = slices.Grow(dst, len(plaintext)+chacha20poly1305.Overhead)
 	out := seal(s.k, s.n, dst, s.h[:], plaintext)
 	s.n++
 	s.mixHash(out[len(dst):])

@@ -3,7 +3,9 @@ package core_test
 import (
 	"bytes"
 	"crypto/ecdh"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"testing"
 
@@ -31,6 +33,22 @@ func TestX25519AgainstRFC7748AndECDH(t *testing.T) {
 		copy(u[:], q.PublicKey().Bytes())
 		if err := core.X25519(&out, &k, &u); err != nil || !bytes.Equal(out[:], want) {
 			t.Fatal("ladder differs from crypto/ecdh")
+		}
+	}
+}
+
+func TestHMACAgainstCryptoHMAC(t *testing.T) {
+	for n := 0; n <= 96; n += 7 {
+		key, msg := make([]byte, 32), make([]byte, n)
+		rand.Read(key)
+		rand.Read(msg)
+		m := hmac.New(sha256.New, key)
+		m.Write(msg[:n/2])
+		m.Write(msg[n/2:])
+		var out [32]byte
+		core.HMAC(&out, key, msg[:n/2], msg[n/2:])
+		if !bytes.Equal(out[:], m.Sum(nil)) {
+			t.Fatalf("HMAC differs for %d bytes", n)
 		}
 	}
 }
