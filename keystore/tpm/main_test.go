@@ -26,15 +26,47 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	sim = s
+	go serve(s)
 	code := m.Run()
 	s.Close()
 	os.Exit(code)
 }
 
 // shared lends the simulator to a keystore without letting it close it.
+// It also hands each command to one long-lived goroutine: the simulator is
+// C, and a cgo call inside runtime/secret.Do (core.Protect in
+// GOEXPERIMENT=runtimesecret builds) crashes the process in Go 1.26.
+// Only ciphertext crosses over: session encryption already happened.
 type shared struct{ transport.TPM }
 
 func (shared) Close() error { return nil }
+
+type call struct {
+	cmd  []byte
+	done chan result
+}
+
+type result struct {
+	rsp []byte
+	err error
+}
+
+var calls = make(chan call)
+
+func (s shared) Send(cmd []byte) ([]byte, error) {
+	c := call{cmd, make(chan result, 1)}
+	calls <- c
+	r := <-c.done
+	return r.rsp, r.err
+}
+
+// serve runs simulator commands outside any secret.Do.
+func serve(t transport.TPM) {
+	for c := range calls {
+		rsp, err := t.Send(c.cmd)
+		c.done <- result{rsp, err}
+	}
+}
 
 // pin returns an Auth callback that always answers v (nil: no auth).
 func pin(v string) func(string) ([]byte, error) {
