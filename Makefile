@@ -1,0 +1,68 @@
+# loramesh-core. `make run` runs the main job, `make test` every test.
+# Both install the system packages they need (apt-get as root, sudo otherwise).
+
+SHELL := /bin/bash
+GO ?= go
+# runtime/secret erases what the primitives leave on stacks and heaps.
+export GOEXPERIMENT := runtimesecret
+# Debian's interpreter, which has python3-pytest (the default python3 may not).
+PYTHON ?= /usr/bin/python3
+DEBS := softhsm2 opensc swtpm swtpm-tools tpm2-tools tpm2-openssl python3-pytest python3-serial python3-setuptools gcc libc6-dev
+FUZZTIME ?= 3s
+LIB := build/libloramesh.so
+
+.PHONY: all build lib deps test gotest pytest fuzz run bench vet clean
+
+all: build lib
+
+build:
+	$(GO) build ./...
+
+lib: $(LIB)
+
+$(LIB): $(shell find capi core keystore -name '*.go' -o -name '*.h' -o -name '*.c' 2>/dev/null) go.mod
+	mkdir -p build
+	$(GO) build -buildmode=c-shared -o $(LIB) ./capi
+	rm -f build/libloramesh.h
+
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+		else echo "missing packages ($$missing) and neither root nor sudo: install them by hand" >&2; exit 1; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt: $$unformatted" >&2; exit 1; fi
+	$(GO) vet ./...
+
+test: deps vet lib gotest fuzz pytest
+
+gotest:
+	$(GO) test -race -count=1 ./...
+
+# Each fuzz target for a few seconds (FUZZTIME), from its committed corpus.
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || exit 1; \
+		done; \
+	done
+
+pytest: lib
+	@if [ -d python/tests ]; then \
+		echo "pytest with $(PYTHON) ($$($(PYTHON) --version))"; \
+		LORAMESH_LIB=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/python $(PYTHON) -m pytest -q python/tests; \
+	fi
+
+run: deps lib
+	@if [ -x tests/run_demo.sh ]; then tests/run_demo.sh; else $(GO) run ./cmd/demo; fi
+
+bench: deps lib
+	$(GO) run ./tests/bench
+
+clean:
+	rm -rf build
