@@ -200,7 +200,7 @@ func (d *device) lockout() error {
 type retrying struct{ tpm transport.TPM }
 
 const (
-	maxRetries = 20
+	maxRetries = 10
 	retryDelay = 5 * time.Millisecond
 )
 

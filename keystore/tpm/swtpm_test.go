@@ -34,7 +34,7 @@ type swtpm struct {
 
 // startSwtpm starts swtpm on free loopback ports (or Unix sockets) and stops
 // it, by the pid it wrote, when the test ends.
-func startSwtpm(t *testing.T, unixSocket bool) *swtpm {
+func startSwtpm(t testing.TB, unixSocket bool) *swtpm {
 	t.Helper()
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "pid")
@@ -74,7 +74,7 @@ func startSwtpm(t *testing.T, unixSocket bool) *swtpm {
 	return nil
 }
 
-func stopPid(t *testing.T, pidFile string) {
+func stopPid(t testing.TB, pidFile string) {
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
 		t.Errorf("swtpm pid: %v", err)
@@ -97,7 +97,7 @@ func stopPid(t *testing.T, pidFile string) {
 
 // freePortPair finds P with P and P+1 free on loopback (swtpm's server and
 // control ports); start retries if another process takes them meanwhile.
-func freePortPair(t *testing.T) int {
+func freePortPair(t testing.TB) int {
 	for range 50 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -115,7 +115,7 @@ func freePortPair(t *testing.T) int {
 	return 0
 }
 
-func (s *swtpm) open(t *testing.T, dir, auth string) *Keystore {
+func (s *swtpm) open(t testing.TB, dir, auth string) *Keystore {
 	t.Helper()
 	cfg := Config{Dir: dir, Auth: pin(auth)}
 	var ks *Keystore

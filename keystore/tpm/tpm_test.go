@@ -409,3 +409,68 @@ func TestBusCarriesNoSecret(t *testing.T) {
 		t.Fatal("sniffer misses a plaintext ZGen: test is broken")
 	}
 }
+
+// warnTPM answers the first n commands with rc, then passes through.
+type warnTPM struct {
+	shared
+	rc   uint32
+	n    int
+	sent int
+}
+
+func (w *warnTPM) Send(c []byte) ([]byte, error) {
+	w.sent++
+	if w.n > 0 {
+		w.n--
+		return []byte{0x80, 0x01, 0, 0, 0, 10, byte(w.rc >> 24), byte(w.rc >> 16), byte(w.rc >> 8), byte(w.rc)}, nil
+	}
+	return w.shared.Send(c)
+}
+
+func TestRetryBounded(t *testing.T) {
+	for _, rc := range []uint32{0x922, 0x908, 0x90a} { // RETRY, YIELDED, TESTING
+		w := &warnTPM{shared: shared{sim}, rc: rc, n: 3}
+		if _, err := (tpm2.GetRandom{BytesRequested: 8}).Execute(retrying{w}); err != nil || w.sent != 4 {
+			t.Fatalf("rc %#x: %v after %d sends", rc, err, w.sent)
+		}
+	}
+	w := &warnTPM{shared: shared{sim}, rc: 0x922, n: 1 << 30}
+	_, err := (tpm2.GetRandom{BytesRequested: 8}).Execute(retrying{w})
+	if !errors.Is(err, tpm2.TPMRCRetry) || w.sent != maxRetries+1 {
+		t.Fatalf("endless RETRY: %v after %d sends", err, w.sent)
+	}
+}
+
+// A transient object left behind (a crashed client on swtpm) is flushed
+// when a keystore opens.
+func TestOpenFlushesLeftovers(t *testing.T) {
+	tp := shared{sim}
+	if _, err := (tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHOwner, InPublic: tpm2.New2B(tpm2.ECCSRKTemplate)}).Execute(tp); err != nil {
+		t.Fatal(err)
+	}
+	if len(transients(t, tp)) == 0 {
+		t.Fatal("setup: no leftover")
+	}
+	simKeystore(t, "")
+	if hs := transients(t, tp); len(hs) != 0 {
+		t.Fatalf("leftovers after open: %v", hs)
+	}
+}
+
+// noP256 is a TPM whose ECC curve list lacks P-256 (only P-384).
+type noP256 struct{ shared }
+
+func (n noP256) Send(c []byte) ([]byte, error) {
+	// TPM2_GetCapability (0x17a) of TPM_CAP_ECC_CURVES (8).
+	if len(c) >= 14 && c[8] == 0x01 && c[9] == 0x7a && c[13] == 8 {
+		return []byte{0x80, 0x01, 0, 0, 0, 21, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 1, 0, 4}, nil
+	}
+	return n.shared.Send(c)
+}
+
+func TestNoP256(t *testing.T) {
+	_, err := OpenTransport(noP256{shared{sim}}, Config{Dir: t.TempDir()})
+	if !errors.Is(err, ErrNoP256) || !errors.Is(err, keystore.ErrKeystore) {
+		t.Fatalf("TPM without P-256: %v", err)
+	}
+}
