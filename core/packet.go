@@ -60,12 +60,25 @@ type packet struct {
 	Body []byte
 }
 
-func encodePacket(kind uint8, body []byte) []byte {
-	b, err := encMode.Marshal(packet{Kind: kind, Body: body})
-	if err != nil {
-		panic("loramesh: encoding a packet cannot fail: " + err.Error())
+// header returns the canonical encoding of a two-element packet's prefix:
+// array(2), kind, byte string length.
+func header(kind uint8, n int) []byte {
+	h := []byte{0x82, kind}
+	switch {
+	case n < 24:
+		return append(h, 0x40|byte(n))
+	case n < 1<<8:
+		return append(h, 0x58, byte(n))
+	case n < 1<<16:
+		return append(h, 0x59, byte(n>>8), byte(n))
 	}
-	return b
+	return append(h, 0x5a, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+}
+
+// encodePacket frames body as [kind, body]; the decoder below (fxamacker,
+// strict) is what checks that this is canonical CBOR.
+func encodePacket(kind uint8, body []byte) []byte {
+	return append(header(kind, len(body)), body...)
 }
 
 // strictUnmarshal decodes b into v and insists that b is exactly v's
@@ -84,9 +97,16 @@ func strictUnmarshal(b []byte, v any) error {
 }
 
 func decodeAny(b []byte) (uint8, []byte, error) {
+	if len(b) > maxPacket {
+		return 0, nil, fmt.Errorf("%w: packet too long", ErrMalformed)
+	}
 	var p packet
-	if err := strictUnmarshal(b, &p); err != nil {
-		return 0, nil, err
+	if err := decMode.Unmarshal(b, &p); err != nil {
+		return 0, nil, fmt.Errorf("%w: not a valid packet", ErrMalformed)
+	}
+	// Canonical: the bytes must be exactly the shortest-form encoding.
+	if h := header(p.Kind, len(p.Body)); len(b) != len(h)+len(p.Body) || !bytes.Equal(b[:len(h)], h) {
+		return 0, nil, fmt.Errorf("%w: non-canonical encoding", ErrMalformed)
 	}
 	if p.Kind < kindInitX25519 || p.Kind > kindTransport {
 		return 0, nil, ErrVersion

@@ -183,27 +183,27 @@ func (s *Session) Decrypt(packet []byte) ([]byte, error) {
 		return fail(err)
 	}
 	*ck = *s.recv
-	var stepErr error
+	// Slots for the keys of skipped messages still inside the window.
+	for i := max(s.recvN, (n+1)-min(n+1, uint64(s.window))); i < n; i++ {
+		k, err := newKey()
+		if err != nil {
+			return fail(err)
+		}
+		cands = append(cands, skippedKey{k, now})
+	}
+	pt := make([]byte, 0, len(ct))
 	Protect(func() {
-		for i := s.recvN; i < n; i++ {
-			if n+1-i > uint64(s.window) {
+		for i, j := s.recvN, 0; i < n; i++ {
+			if n-i > uint64(len(cands)) {
 				step(ck, mk)
 				continue
 			}
-			k, err := newKey()
-			if err != nil {
-				stepErr = err
-				return
-			}
-			cands = append(cands, skippedKey{k, now})
-			step(ck, k)
+			step(ck, cands[j].k)
+			j++
 		}
 		step(ck, mk)
+		pt, err = openRaw(mk, 0, pt, ad, ct)
 	})
-	if stepErr != nil {
-		return fail(stepErr)
-	}
-	pt, err := open(mk, 0, ad, ct)
 	if err != nil {
 		return fail(err)
 	}
