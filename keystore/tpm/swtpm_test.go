@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/loramesh/loramesh-core/keystore"
+	"github.com/loramesh/loramesh-core/keystore/memory"
 )
 
 // swtpm is one software TPM the test started, with its own state directory.
@@ -220,6 +221,22 @@ func TestSwtpm(t *testing.T) {
 		if !ecdsa.VerifyASN1(pub, cd[:], csig) {
 			t.Fatal("child signature does not verify with the parent's public key")
 		}
+	})
+
+	t.Run("handshake with a memory identity", func(t *testing.T) {
+		ks := s.open(t, keys, right)
+		defer ks.Close()
+		id, err := ks.Open("field")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer id.Close()
+		mem, err := memory.Generate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mem.Close()
+		handshake(t, id.(*Identity), mem)
 	})
 
 	t.Run("wrong auth, lockout, recovery", func(t *testing.T) {

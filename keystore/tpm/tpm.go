@@ -97,7 +97,15 @@ func OpenSwtpmUnix(path string, cfg Config) (*Keystore, error) {
 
 // OpenTransport uses an already open transport (for instance go-tpm's
 // in-process simulator) and owns it from now on: the last Close of the
-// keystore and its identities closes it.
+// keystore and its identities closes it. Commands carrying secrets are sent
+// inside core.Protect; in GOEXPERIMENT=runtimesecret builds a transport that
+// calls C there crashes the process (Go 1.26), so such a transport must hand
+// the bytes (already encrypted) to another goroutine, as the tests do.
+//
+// Opening flushes every transient object and loaded session in the TPM (a
+// TPM without resource manager, like swtpm, keeps a crashed client's
+// leftovers): without a resource manager, open one Keystore per TPM at a
+// time.
 func OpenTransport(t transport.TPMCloser, cfg Config) (*Keystore, error) {
 	if cfg.Dir == "" {
 		t.Close()
