@@ -1,0 +1,155 @@
+"""Layer 1: find libloramesh.so and declare every function of loramesh.h.
+
+Nothing here checks return codes; see _capi.py for that. The library is
+loaded on first use (``lib()``), never at import, because loading runs the
+Go runtime (see the PROCESS-WIDE EFFECTS section of capi/loramesh.h: no
+core dumps, Go signal handlers, no fork() without exec afterwards).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from ctypes import POINTER, c_char_p, c_int, c_size_t, c_uint8, c_uint32, c_uint64, c_void_p
+
+from .errors import LibraryNotFoundError
+
+# Values of the header's #defines (ABI version 1). The library exports no
+# symbol for them; lm_abi_version() is checked at load so they cannot drift.
+ABI_VERSION = 1
+SUITE_X25519 = 1
+SUITE_P256 = 2
+PACKET_INIT_X25519 = 1
+PACKET_INIT_P256 = 2
+PACKET_RESPONSE = 3
+PACKET_TRANSPORT = 4
+PACKET_CARD = 5
+SEED_SIZE = 32
+SIGNATURE_SIZE = 64
+MAX_PUBLIC_KEY_SIZE = 33
+HASH_SIZE = 32
+MAX_PAYLOAD = 65471
+MAX_OVERHEAD = 23
+ERR_BUFFER_TOO_SMALL = 2
+
+
+def suite_bit(suite: int) -> int:
+    return 1 << suite
+
+
+u8p = POINTER(c_uint8)
+u64p = POINTER(c_uint64)
+sizep = POINTER(c_size_t)
+intp = POINTER(c_int)
+u32p = POINTER(c_uint32)
+
+# name: (restype, argtypes). Every function of loramesh.h.
+SIGNATURES = {
+    "lm_version": (c_char_p, []),
+    "lm_abi_version": (c_int, []),
+    "lm_strerror": (c_char_p, [c_int]),
+    "lm_last_error": (c_int, [c_char_p, sizep]),
+    "lm_secure_wipe": (None, [c_void_p, c_size_t]),
+    "lm_locked_memory": (c_int, [sizep, sizep]),
+    "lm_keystore_open_memory": (c_int, [c_char_p, u8p, c_size_t, c_uint32, c_uint32, c_uint8, u64p]),
+    "lm_keystore_open_pkcs11": (c_int, [c_char_p, u8p, c_size_t, u64p]),
+    "lm_keystore_open_tpm": (c_int, [c_char_p, c_char_p, u8p, c_size_t, u64p]),
+    "lm_keystore_list": (c_int, [c_uint64, c_char_p, sizep]),
+    "lm_keystore_generate": (c_int, [c_uint64, c_char_p, c_uint32, u64p]),
+    "lm_keystore_load": (c_int, [c_uint64, c_char_p, u64p]),
+    "lm_keystore_delete": (c_int, [c_uint64, c_char_p]),
+    "lm_keystore_close": (c_int, [c_uint64]),
+    "lm_identity_generate": (c_int, [u64p]),
+    "lm_identity_from_seed": (c_int, [u8p, c_size_t, u64p]),
+    "lm_identity_public_key": (c_int, [c_uint64, u8p, sizep]),
+    "lm_identity_x25519_public": (c_int, [c_uint64, u8p, sizep]),
+    "lm_identity_dh_public": (c_int, [c_uint64, c_int, u8p, sizep]),
+    "lm_identity_suites": (c_int, [c_uint64, u32p]),
+    "lm_identity_sign": (c_int, [c_uint64, u8p, c_size_t, u8p, sizep]),
+    "lm_verify": (c_int, [u8p, c_size_t, u8p, c_size_t, u8p, c_size_t]),
+    "lm_identity_close": (c_int, [c_uint64]),
+    "lm_card_create": (c_int, [c_uint64, c_char_p, u8p, sizep]),
+    "lm_card_parse": (c_int, [u8p, c_size_t, u64p]),
+    "lm_card_fingerprint": (c_int, [c_uint64, c_char_p, sizep]),
+    "lm_card_name": (c_int, [c_uint64, c_char_p, sizep]),
+    "lm_card_signing_key": (c_int, [c_uint64, u8p, sizep]),
+    "lm_card_dh_key": (c_int, [c_uint64, c_int, u8p, sizep]),
+    "lm_card_choose_suite": (c_int, [c_uint64, c_uint64, intp]),
+    "lm_card_close": (c_int, [c_uint64]),
+    "lm_initiate": (c_int, [c_uint64, c_int, u8p, c_size_t, u8p, c_size_t, u64p, u8p, sizep]),
+    "lm_finish": (c_int, [c_uint64, u8p, c_size_t, u64p, u8p, sizep]),
+    "lm_initiator_close": (c_int, [c_uint64]),
+    "lm_responder_new": (c_int, [c_uint64, u64p]),
+    "lm_responder_allow": (c_int, [c_uint64, c_int, u8p, c_size_t]),
+    "lm_respond": (c_int, [c_uint64, u8p, c_size_t, u8p, c_size_t, u64p,
+                           u8p, sizep, u8p, sizep, u8p, sizep]),
+    "lm_responder_close": (c_int, [c_uint64]),
+    "lm_encrypt_size": (c_size_t, [c_size_t]),
+    "lm_session_encrypt": (c_int, [c_uint64, u8p, c_size_t, u8p, sizep]),
+    "lm_session_decrypt": (c_int, [c_uint64, u8p, c_size_t, u8p, sizep]),
+    "lm_session_peer": (c_int, [c_uint64, u8p, sizep]),
+    "lm_session_suite": (c_int, [c_uint64, intp]),
+    "lm_session_handshake_hash": (c_int, [c_uint64, u8p, sizep]),
+    "lm_session_close": (c_int, [c_uint64]),
+    "lm_packet_kind": (c_int, [u8p, c_size_t, intp]),
+}
+
+LIB_NAME = "libloramesh.so"
+_lock = threading.Lock()
+_lib = None
+
+
+def candidates() -> list:
+    """Paths tried, in order: $LORAMESH_LIB, next to the package, the
+    repository's build/ directory."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    paths = []
+    env = os.environ.get("LORAMESH_LIB")
+    if env:
+        paths.append(env)
+    paths.append(os.path.join(here, LIB_NAME))
+    # python/loramesh/_lib.py -> repository root is two levels up.
+    paths.append(os.path.join(os.path.dirname(os.path.dirname(here)), "build", LIB_NAME))
+    return paths
+
+
+def _declare(cdll) -> None:
+    for name, (restype, argtypes) in SIGNATURES.items():
+        fn = getattr(cdll, name)  # AttributeError: symbol missing
+        fn.restype = restype
+        fn.argtypes = argtypes
+
+
+def load(path: str = None):
+    """Loads the library at path, or the first candidate that exists."""
+    tried = []
+    for p in [path] if path else candidates():
+        if not os.path.isfile(p):
+            tried.append("%s (not found)" % p)
+            continue
+        try:
+            cdll = ctypes.CDLL(os.path.abspath(p))
+            _declare(cdll)
+            version = cdll.lm_version()
+            abi = cdll.lm_abi_version()
+        except (OSError, AttributeError) as e:
+            tried.append("%s (%s)" % (p, e))
+            continue
+        if not version or abi != ABI_VERSION:
+            tried.append("%s (ABI version %d, this binding needs %d)" % (p, abi, ABI_VERSION))
+            continue
+        cdll._lm_path = os.path.abspath(p)
+        return cdll
+    raise LibraryNotFoundError(
+        "cannot load %s; tried: %s. Build it with `make lib` in the repository "
+        "(or set LORAMESH_LIB to its path)" % (LIB_NAME, "; ".join(tried)))
+
+
+def lib():
+    """The loaded library (loaded on first call)."""
+    global _lib
+    if _lib is None:
+        with _lock:
+            if _lib is None:
+                _lib = load()
+    return _lib
