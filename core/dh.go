@@ -1,7 +1,7 @@
 package core
 
 import (
-	"crypto/ecdh"
+	"crypto/elliptic"
 	"crypto/subtle"
 	"fmt"
 	"io"
@@ -109,13 +109,13 @@ func newEphemeral(s keystore.Suite, rand io.Reader, priv *[32]byte) (pub keystor
 				pub, err = keystore.ParsePublicKey(s, u[:])
 			}
 		case keystore.P256:
+			err = ErrInvalidPublicKey
 			for range 8 {
 				if _, err = io.ReadFull(rand, priv[:]); err != nil {
 					return
 				}
-				var k *ecdh.PrivateKey
-				if k, err = ecdh.P256().NewPrivateKey(priv[:]); err == nil {
-					pub, err = keystore.FromECDH(k.PublicKey())
+				if P256ScalarValid(priv) {
+					pub, err = P256Base(priv)
 					return
 				}
 			}
@@ -140,21 +140,63 @@ func ephemeralDH(priv *[32]byte, peer keystore.PublicKey, out *[32]byte) (err er
 			copy(u[:], peer.Bytes())
 			err = X25519(out, priv, &u)
 		case keystore.P256:
-			var k *ecdh.PrivateKey
-			var pk *ecdh.PublicKey
-			if k, err = ecdh.P256().NewPrivateKey(priv[:]); err != nil {
-				return
-			}
-			if pk, err = peer.ECDH(); err != nil {
-				return
-			}
-			var z []byte
-			if z, err = k.ECDH(pk); err == nil {
-				copy(out[:], z)
-				Wipe(z)
-			}
+			err = P256(out, priv, peer)
 		default:
 			err = ErrUnsupportedSuite
+		}
+	})
+	return err
+}
+
+// P-256 through crypto/elliptic's constant-time nistec backend: crypto/ecdh
+// would copy the scalar to the heap and compute the public key on every
+// NewPrivateKey, a base-point multiplication per DH that the handshake does
+// not need.
+
+// p256N is the order of the P-256 group, big endian.
+var p256N = [32]byte{
+	0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+}
+
+// P256ScalarValid reports in constant time whether 1 <= k < n.
+func P256ScalarValid(k *[32]byte) bool {
+	var borrow, nonzero uint32
+	for i := 31; i >= 0; i-- {
+		d := uint32(k[i]) - uint32(p256N[i]) - borrow
+		borrow = (d >> 8) & 1
+		nonzero |= uint32(k[i])
+	}
+	return borrow == 1 && subtle.ConstantTimeEq(int32(nonzero), 0) == 0
+}
+
+// P256Base returns the public key of the valid scalar k.
+func P256Base(k *[32]byte) (pub keystore.PublicKey, err error) {
+	Protect(func() {
+		x, y := elliptic.P256().ScalarBaseMult(k[:])
+		pub, err = keystore.ParsePublicKey(keystore.P256, elliptic.MarshalCompressed(elliptic.P256(), x, y))
+	})
+	return pub, err
+}
+
+// P256 writes the x-coordinate of k times peer into out. k must be valid and
+// peer is on the curve (keystore.ParsePublicKey checked it), so the product
+// is never the point at infinity; zero is refused all the same.
+func P256(out, k *[32]byte, peer keystore.PublicKey) (err error) {
+	if peer.Suite() != keystore.P256 {
+		return ErrUnsupportedSuite
+	}
+	Protect(func() {
+		px, py := elliptic.UnmarshalCompressed(elliptic.P256(), peer.Bytes())
+		if px == nil {
+			err = ErrInvalidPublicKey
+			return
+		}
+		x, _ := elliptic.P256().ScalarMult(px, py, k[:])
+		x.FillBytes(out[:])
+		var zero [32]byte
+		if subtle.ConstantTimeCompare(out[:], zero[:]) == 1 {
+			err = fmt.Errorf("%w: P-256 product is the point at infinity", ErrInvalidPublicKey)
 		}
 	})
 	return err

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"math/big"
 	"testing"
 
 	"github.com/loramesh/loramesh-core/core"
@@ -49,6 +50,36 @@ func TestHMACAgainstCryptoHMAC(t *testing.T) {
 		core.HMAC(&out, key, msg[:n/2], msg[n/2:])
 		if !bytes.Equal(out[:], m.Sum(nil)) {
 			t.Fatalf("HMAC differs for %d bytes", n)
+		}
+	}
+}
+
+func TestP256ScalarValidBoundaries(t *testing.T) {
+	n, _ := hex.DecodeString("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551")
+	for _, c := range []struct {
+		delta int
+		want  bool
+	}{{-1, true}, {0, false}, {1, false}} {
+		var k [32]byte
+		v := new(big.Int).Add(new(big.Int).SetBytes(n), big.NewInt(int64(c.delta)))
+		v.FillBytes(k[:])
+		if core.P256ScalarValid(&k) != c.want {
+			t.Fatalf("n%+d: want %v", c.delta, c.want)
+		}
+	}
+	var k [32]byte
+	if core.P256ScalarValid(&k) {
+		t.Fatal("zero accepted")
+	}
+	k[31] = 1
+	if !core.P256ScalarValid(&k) {
+		t.Fatal("one refused")
+	}
+	for range 1000 {
+		rand.Read(k[:])
+		_, err := ecdh.P256().NewPrivateKey(k[:])
+		if core.P256ScalarValid(&k) != (err == nil) {
+			t.Fatal("disagrees with crypto/ecdh")
 		}
 	}
 }

@@ -1,13 +1,12 @@
 // Package memory keeps identities in software: a 32-byte Ed25519 seed sealed
 // in a memguard Enclave and opened into a LockedBuffer only for the length of
-// one operation. Importing memguard disables core dumps for the whole
+// one burst of operations (see HoldOpen). Importing memguard disables core dumps for the whole
 // process (its init sets RLIMIT_CORE to 0); this package never calls
 // memguard.CatchInterrupt, so signal handling stays the host's.
 package memory
 
 import (
 	"crypto"
-	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/rand"
@@ -17,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/awnumar/memguard"
 	"github.com/loramesh/loramesh-core/core"
@@ -30,13 +30,24 @@ const SeedSize = ed25519.SeedSize
 // Identity is a software identity. Sign uses Ed25519; DH offers X25519 (the
 // RFC 7748 key of the same seed) and a P-256 key derived from the seed.
 type Identity struct {
+	seed  *memguard.Enclave
+	pPub  keystore.PublicKey
+	xPub  keystore.PublicKey
+	edPub ed25519.PublicKey
+
 	mu     sync.Mutex
-	seed   *memguard.Enclave
-	edPub  ed25519.PublicKey
-	xPub   keystore.PublicKey
-	pPub   keystore.PublicKey
+	open   *memguard.LockedBuffer // the seed while operations keep coming
+	users  int
+	timer  *time.Timer
 	closed bool
 }
+
+// HoldOpen is how long the seed stays open in its LockedBuffer after the
+// last operation. Opening an enclave costs memguard a fresh mmap, mlock and
+// two mprotects (85-165 us here, more than a scalar multiplication), so a
+// burst of operations (a handshake needs two, a gateway many) shares one
+// opening; a node at rest holds only the sealed enclave.
+const HoldOpen = 2 * time.Second
 
 var _ keystore.Identity = (*Identity)(nil)
 
@@ -132,10 +143,11 @@ func FromSeed(seed []byte) (*Identity, error) {
 			if id.xPub, err = keystore.ParsePublicKey(keystore.X25519, u[:]); err != nil {
 				return
 			}
-			var k *ecdh.PrivateKey
-			if k, err = p256Key(s); err == nil {
-				id.pPub, err = keystore.FromECDH(k.PublicKey())
+			var k [32]byte
+			if err = p256Scalar(s, &k); err == nil {
+				id.pPub, err = core.P256Base(&k)
 			}
+			core.Wipe32(&k)
 		})
 		return err
 	})
@@ -153,22 +165,22 @@ func x25519Scalar(seed []byte, out *[32]byte) {
 	core.Wipe(h[:])
 }
 
-// p256Key derives the identity's P-256 key: the first counter c = 0, 1, ...
-// for which k = HMAC-SHA256(seed, "loramesh p256 identity v1" || c) is a
-// valid scalar (1 <= k < n). One try fails with probability about 2^-32.
-func p256Key(seed []byte) (*ecdh.PrivateKey, error) {
+// p256Scalar derives the identity's P-256 private key into out: the first
+// counter c = 0, 1, ... for which k = HMAC-SHA256(seed, "loramesh p256
+// identity v1" || c) is a valid scalar (1 <= k < n). One try fails with
+// probability about 2^-32.
+func p256Scalar(seed []byte, out *[32]byte) error {
 	for c := byte(0); c < 16; c++ {
 		m := hmac.New(sha256.New, seed)
 		m.Write([]byte("loramesh p256 identity v1"))
 		m.Write([]byte{c})
-		k := m.Sum(nil)
-		p, err := ecdh.P256().NewPrivateKey(k)
-		core.Wipe(k)
-		if err == nil {
-			return p, nil
+		m.Sum(out[:0])
+		if core.P256ScalarValid(out) {
+			return nil
 		}
 	}
-	return nil, errors.New("memory: no valid P-256 scalar")
+	core.Wipe32(out)
+	return errors.New("memory: no valid P-256 scalar")
 }
 
 // PublicBytes returns the 32-byte Ed25519 public key.
@@ -197,14 +209,56 @@ func (id *Identity) DHPublic(s keystore.Suite) (keystore.PublicKey, error) {
 	return keystore.PublicKey{}, keystore.ErrUnsupportedSuite
 }
 
+// use runs f with the seed, opening the enclave if it is not open yet.
 func (id *Identity) use(f func(seed []byte) error) error {
 	id.mu.Lock()
-	closed := id.closed
-	id.mu.Unlock()
-	if closed {
+	if id.closed {
+		id.mu.Unlock()
 		return keystore.ErrClosed
 	}
-	return withLocked(id.seed, f)
+	if id.open == nil {
+		b, err := allocLocked(id.seed)
+		if err != nil {
+			id.mu.Unlock()
+			return err
+		}
+		id.open = b
+		id.timer = time.AfterFunc(HoldOpen, id.expire)
+	} else {
+		id.timer.Reset(HoldOpen)
+	}
+	id.users++
+	b := id.open
+	id.mu.Unlock()
+
+	err := f(b.Bytes())
+
+	id.mu.Lock()
+	id.users--
+	if id.closed && id.users == 0 {
+		id.destroy()
+	}
+	id.mu.Unlock()
+	return err
+}
+
+func (id *Identity) expire() {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	if id.users > 0 {
+		id.timer.Reset(HoldOpen)
+		return
+	}
+	id.destroy()
+}
+
+// destroy wipes and unmaps the open seed; mu is held.
+func (id *Identity) destroy() {
+	if id.open != nil {
+		id.timer.Stop()
+		id.open.Destroy()
+		id.open = nil
+	}
 }
 
 // Sign signs message with Ed25519 (opts must be crypto.Hash(0): Ed25519
@@ -236,19 +290,11 @@ func (id *Identity) DH(peer keystore.PublicKey, out *[32]byte) error {
 				err = core.X25519(out, &sc, &u)
 				core.Wipe(sc[:])
 			case keystore.P256:
-				var k *ecdh.PrivateKey
-				var pk *ecdh.PublicKey
-				if k, err = p256Key(seed); err != nil {
-					return
+				var k [32]byte
+				if err = p256Scalar(seed, &k); err == nil {
+					err = core.P256(out, &k, peer)
 				}
-				if pk, err = peer.ECDH(); err != nil {
-					return
-				}
-				var z []byte
-				if z, err = k.ECDH(pk); err == nil {
-					copy(out[:], z)
-					core.Wipe(z)
-				}
+				core.Wipe32(&k)
 			default:
 				err = keystore.ErrUnsupportedSuite
 			}
@@ -257,13 +303,18 @@ func (id *Identity) DH(peer keystore.PublicKey, out *[32]byte) error {
 	})
 }
 
-// Close destroys the sealed seed.
+// Close wipes the open seed (at once, or when the last operation in flight
+// ends). The sealed enclave is left to the garbage collector: memguard has no
+// way to destroy one, and it cannot be opened once its coffer key is gone.
 func (id *Identity) Close() error {
 	id.mu.Lock()
 	defer id.mu.Unlock()
 	id.closed = true
+	if id.users == 0 {
+		id.destroy()
+	}
 	return nil
 }
 
-// seedCopy runs f with the plain seed (for sealing it to a file).
+// withSeed runs f with the plain seed (for sealing it to a file).
 func (id *Identity) withSeed(f func(seed []byte) error) error { return id.use(f) }
