@@ -80,18 +80,20 @@ func (id *Identity) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 		return nil, fmt.Errorf("tpm: sign: digest is %d bytes, want 32: %w", len(digest), keystore.ErrKeystore)
 	}
 	var sig *tpm2.SignResponse
-	err := id.withKey(&id.signS, false, func(key tpm2.AuthHandle) error {
+	err := id.withKey(&id.signS, false, func(key tpm2.AuthHandle) (err error) {
 		id.ops.Add(1)
-		var err error
-		sig, err = tpm2.Sign{
-			KeyHandle: key,
-			Digest:    tpm2.TPM2BDigest{Buffer: digest},
-			InScheme: tpm2.TPMTSigScheme{
-				Scheme:  tpm2.TPMAlgECDSA,
-				Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
-			},
-			Validation: tpm2.TPMTTKHashCheck{Tag: tpm2.TPMSTHashCheck, Hierarchy: tpm2.TPMRHNull},
-		}.Execute(id.d.t)
+		// go-tpm builds the HMAC key (session key || auth value) on the heap.
+		protect(func() {
+			sig, err = tpm2.Sign{
+				KeyHandle: key,
+				Digest:    tpm2.TPM2BDigest{Buffer: digest},
+				InScheme: tpm2.TPMTSigScheme{
+					Scheme:  tpm2.TPMAlgECDSA,
+					Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
+				},
+				Validation: tpm2.TPMTTKHashCheck{Tag: tpm2.TPMSTHashCheck, Hierarchy: tpm2.TPMRHNull},
+			}.Execute(id.d.t)
+		})
 		return err
 	})
 	if err != nil {
@@ -130,32 +132,10 @@ func (id *Identity) DH(peer keystore.PublicKey, out *[32]byte) error {
 		Y: tpm2.TPM2BECCParameter{Buffer: u[33:65]},
 	})
 	var zero bool
-	protect(func() {
-		err = id.withKey(&id.dhS, true, func(key tpm2.AuthHandle) error {
-			id.ops.Add(1)
-			rsp, err := tpm2.ECDHZGen{KeyHandle: key, InPoint: in}.Execute(id.d.t)
-			if err != nil {
-				return err
-			}
-			z, err := rsp.OutPoint.Contents()
-			if err != nil {
-				return err
-			}
-			defer core.Wipe(z.X.Buffer)
-			defer core.Wipe(z.Y.Buffer)
-			if len(z.X.Buffer) > 32 {
-				return errors.New("ZGen returned an oversized coordinate")
-			}
-			// Right-align in case the TPM dropped leading zero bytes.
-			clear(out[:32-len(z.X.Buffer)])
-			copy(out[32-len(z.X.Buffer):], z.X.Buffer)
-			var acc byte
-			for _, c := range out {
-				acc |= c
-			}
-			zero = subtle.ConstantTimeByteEq(acc, 0) == 1
-			return nil
-		})
+	err = id.withKey(&id.dhS, true, func(key tpm2.AuthHandle) (err error) {
+		id.ops.Add(1)
+		protect(func() { err = id.zgen(key, in, out, &zero) })
+		return err
 	})
 	if err != nil {
 		core.Wipe(out[:])
@@ -164,6 +144,34 @@ func (id *Identity) DH(peer keystore.PublicKey, out *[32]byte) error {
 	if zero {
 		return fmt.Errorf("tpm: dh: all-zero shared secret: %w", keystore.ErrInvalidPublicKey)
 	}
+	return nil
+}
+
+// zgen runs TPM2_ECDH_ZGen and copies X to out. Its caller runs it inside
+// core.Protect: the session HMAC key and the decrypted response are heap
+// temporaries of go-tpm.
+func (id *Identity) zgen(key tpm2.AuthHandle, in tpm2.TPM2BECCPoint, out *[32]byte, zero *bool) error {
+	rsp, err := tpm2.ECDHZGen{KeyHandle: key, InPoint: in}.Execute(id.d.t)
+	if err != nil {
+		return err
+	}
+	z, err := rsp.OutPoint.Contents()
+	if err != nil {
+		return err
+	}
+	defer core.Wipe(z.X.Buffer)
+	defer core.Wipe(z.Y.Buffer)
+	if len(z.X.Buffer) > 32 {
+		return errors.New("ZGen returned an oversized coordinate")
+	}
+	// Right-align in case the TPM dropped leading zero bytes.
+	clear(out[:32-len(z.X.Buffer)])
+	copy(out[32-len(z.X.Buffer):], z.X.Buffer)
+	var acc byte
+	for _, c := range out {
+		acc |= c
+	}
+	*zero = subtle.ConstantTimeByteEq(acc, 0) == 1
 	return nil
 }
 
@@ -217,17 +225,21 @@ func (id *Identity) withKey(sp **session, encryptOut bool, f func(tpm2.AuthHandl
 // cannot be guessed offline from the HMACs on the bus.
 func (id *Identity) startSession(encryptOut bool) (*session, error) {
 	var s *session
-	err := id.d.withSRK(func(srk tpm2.NamedHandle) error {
-		opts := []tpm2.AuthOption{tpm2.Auth(id.auth.Bytes()), tpm2.Salted(srk.Handle, id.d.srkPub)}
-		if encryptOut {
-			opts = append(opts, tpm2.AESEncryption(128, tpm2.EncryptOut))
-		}
-		sess, closer, err := tpm2.HMACSession(id.d.t, tpm2.TPMAlgSHA256, 16, opts...)
-		if err != nil {
-			return classify("starting a salted session", err)
-		}
-		s = &session{sess, closer}
-		return nil
+	var err error
+	// The salt and the session key derived from it are secrets.
+	protect(func() {
+		err = id.d.withSRK(func(srk tpm2.NamedHandle) error {
+			opts := []tpm2.AuthOption{tpm2.Auth(id.auth.Bytes()), tpm2.Salted(srk.Handle, id.d.srkPub)}
+			if encryptOut {
+				opts = append(opts, tpm2.AESEncryption(128, tpm2.EncryptOut))
+			}
+			sess, closer, err := tpm2.HMACSession(id.d.t, tpm2.TPMAlgSHA256, 16, opts...)
+			if err != nil {
+				return classify("starting a salted session", err)
+			}
+			s = &session{sess, closer}
+			return nil
+		})
 	})
 	return s, err
 }
