@@ -1,0 +1,205 @@
+package main
+
+/*
+#include <stdint.h>
+#include <stddef.h>
+*/
+import "C"
+
+import (
+	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/keystore"
+)
+
+type initiator struct {
+	in    *core.Initiator
+	suite keystore.Suite
+}
+
+func publicKeyArg(suite C.int, p *C.uint8_t, n C.size_t) (keystore.PublicKey, C.int) {
+	s, good := suiteArg(suite)
+	b, good2 := view(p, n)
+	if !good || !good2 || len(b) != s.PublicKeySize() {
+		return keystore.PublicKey{}, errInvalidArg
+	}
+	k, err := keystore.ParsePublicKey(s, b)
+	if err != nil {
+		return k, errInvalidKey
+	}
+	return k, ok
+}
+
+//export lm_initiate
+func lm_initiate(h C.uint64_t, suite C.int, peer *C.uint8_t, peerLen C.size_t,
+	payload *C.uint8_t, payloadLen C.size_t, ini *C.uint64_t, msg1 *C.uint8_t, msg1Len *C.size_t) (rc C.int) {
+	defer guard(&rc)
+	const fn = "lm_initiate"
+	rs, rc := publicKeyArg(suite, peer, peerLen)
+	if rc != ok {
+		return failf(rc, "%s: unknown suite, NULL key, key of the wrong length or not a valid point", fn)
+	}
+	pl, good := view(payload, payloadLen)
+	o := outBuf(msg1, msg1Len)
+	if !good || ini == nil || !o.valid() {
+		return failf(errInvalidArg, "%s: NULL argument", fn)
+	}
+	if len(pl) > maxPayload {
+		return failf(errMalformed, "%s: payload longer than %d bytes", fn, maxPayload)
+	}
+	id, found := getIdentity(h)
+	if !found {
+		return badHandle(fn)
+	}
+	n := rs.Suite().PublicKeySize()
+	if rc := sizes(fn, []out{o}, []int{packetSize(2*n + 2*tagSize + len(pl))}); rc != ok {
+		return rc
+	}
+	in, m, err := core.Initiate(id, rs, pl, nil)
+	if err != nil {
+		return fail(err, errInternal)
+	}
+	if !o.fits(len(m)) {
+		in.Close()
+		return failf(errInternal, "%s: message 1 larger than computed", fn)
+	}
+	o.put(m)
+	*ini = newHandle(kindInitiator, &initiator{in, rs.Suite()})
+	return ok
+}
+
+//export lm_finish
+func lm_finish(h C.uint64_t, msg2 *C.uint8_t, msg2Len C.size_t, sess *C.uint64_t,
+	payload *C.uint8_t, payloadLen *C.size_t) (rc C.int) {
+	defer guard(&rc)
+	const fn = "lm_finish"
+	m, good := view(msg2, msg2Len)
+	o := outBuf(payload, payloadLen)
+	if !good || sess == nil || !o.valid() {
+		return failf(errInvalidArg, "%s: NULL argument", fn)
+	}
+	v, found := lookup(h, kindInitiator)
+	if !found {
+		return badHandle(fn)
+	}
+	in := v.(*initiator)
+	n := in.suite.PublicKeySize()
+	// Finish spends the initiator: size the payload first. A packet whose
+	// framing does not parse fails in core with nothing changed.
+	if k, body, framed := packetBody(m); framed && k == 3 && body >= n+tagSize {
+		if rc := sizes(fn, []out{o}, []int{body - n - tagSize}); rc != ok {
+			return rc
+		}
+	}
+	s, pl, err := in.in.Finish(m)
+	if err != nil {
+		return fail(err, errInternal)
+	}
+	defer core.Wipe(pl)
+	if !o.fits(len(pl)) {
+		s.Close()
+		return failf(errInternal, "%s: payload larger than computed", fn)
+	}
+	o.put(pl)
+	*sess = newHandle(kindSession, s)
+	return ok
+}
+
+//export lm_initiator_close
+func lm_initiator_close(h C.uint64_t) (rc C.int) {
+	defer guard(&rc)
+	v, found := release(h, kindInitiator)
+	if !found {
+		return badHandle("lm_initiator_close")
+	}
+	v.(*initiator).in.Close()
+	return ok
+}
+
+//export lm_responder_new
+func lm_responder_new(h C.uint64_t, r *C.uint64_t) (rc C.int) {
+	defer guard(&rc)
+	const fn = "lm_responder_new"
+	if r == nil {
+		return failf(errInvalidArg, "%s: NULL responder", fn)
+	}
+	id, found := getIdentity(h)
+	if !found {
+		return badHandle(fn)
+	}
+	*r = newHandle(kindResponder, core.NewResponder(id, nil))
+	return ok
+}
+
+//export lm_responder_allow
+func lm_responder_allow(h C.uint64_t, suite C.int, key *C.uint8_t, keyLen C.size_t) (rc C.int) {
+	defer guard(&rc)
+	const fn = "lm_responder_allow"
+	k, rc := publicKeyArg(suite, key, keyLen)
+	if rc != ok {
+		return failf(rc, "%s: unknown suite, NULL key, key of the wrong length or not a valid point", fn)
+	}
+	v, found := lookup(h, kindResponder)
+	if !found {
+		return badHandle(fn)
+	}
+	v.(*core.Responder).Allow(k)
+	return ok
+}
+
+//export lm_respond
+func lm_respond(h C.uint64_t, msg1 *C.uint8_t, msg1Len C.size_t, reply *C.uint8_t, replyLen C.size_t,
+	sess *C.uint64_t, peer *C.uint8_t, peerLen *C.size_t, payload *C.uint8_t, payloadLen *C.size_t,
+	msg2 *C.uint8_t, msg2Len *C.size_t) (rc C.int) {
+	defer guard(&rc)
+	const fn = "lm_respond"
+	m, good := view(msg1, msg1Len)
+	rp, good2 := view(reply, replyLen)
+	outs := []out{outBuf(peer, peerLen), outBuf(payload, payloadLen), outBuf(msg2, msg2Len)}
+	if !good || !good2 || sess == nil || !outs[0].valid() || !outs[1].valid() || !outs[2].valid() {
+		return failf(errInvalidArg, "%s: NULL argument", fn)
+	}
+	if len(rp) > maxPayload {
+		return failf(errMalformed, "%s: reply longer than %d bytes", fn, maxPayload)
+	}
+	v, found := lookup(h, kindResponder)
+	if !found {
+		return badHandle(fn)
+	}
+	r := v.(*core.Responder)
+	// A successful Respond remembers msg1 (a retry would be a replay), so
+	// every output is sized before. Packets whose framing does not parse
+	// fail in core with nothing changed.
+	if k, body, framed := packetBody(m); framed && (k == 1 || k == 2) {
+		n := keystore.Suite(k).PublicKeySize()
+		if body >= 2*n+2*tagSize {
+			needs := []int{n, body - 2*n - 2*tagSize, packetSize(n + tagSize + len(rp))}
+			if rc := sizes(fn, outs, needs); rc != ok {
+				return rc
+			}
+		}
+	}
+	s, pl, m2, err := r.Respond(m, rp)
+	if err != nil {
+		return fail(err, errInternal)
+	}
+	defer core.Wipe(pl)
+	pk := s.Peer().Bytes()
+	if !outs[0].fits(len(pk)) || !outs[1].fits(len(pl)) || !outs[2].fits(len(m2)) {
+		s.Close()
+		return failf(errInternal, "%s: output larger than computed", fn)
+	}
+	outs[0].put(pk)
+	outs[1].put(pl)
+	outs[2].put(m2)
+	*sess = newHandle(kindSession, s)
+	return ok
+}
+
+//export lm_responder_close
+func lm_responder_close(h C.uint64_t) (rc C.int) {
+	defer guard(&rc)
+	if _, found := release(h, kindResponder); !found {
+		return badHandle("lm_responder_close")
+	}
+	return ok
+}

@@ -1,0 +1,363 @@
+/*
+ * loramesh.h: the C ABI of libloramesh (loramesh-core built with
+ * `go build -buildmode=c-shared`).
+ *
+ * This header is written by hand and is the contract; the header cgo
+ * generates is not installed. tests/capi_test.go checks that every function
+ * declared here is exported by the library with this signature.
+ *
+ * ------------------------------------------------------------------------
+ * CONVENTIONS
+ *
+ * Return values. Every function that can fail returns an int: LM_OK (0) or
+ * one of the LM_ERR_* codes below. lm_strerror(code) names a code;
+ * lm_last_error() gives the message of the calling thread's last failure.
+ *
+ * Handles. Keystores, identities, cards, responders, initiators and sessions
+ * are uint64_t handles: opaque numbers from a table inside the library, never
+ * pointers. 0 is never a valid handle. A closed, unknown or wrong-kind handle
+ * gives LM_ERR_HANDLE (closing twice gives LM_ERR_HANDLE the second time).
+ * Every handle must be closed by its lm_*_close function. Closing an identity
+ * makes the responders and initiators built on it fail with LM_ERR_STATE;
+ * sessions do not depend on the identity or keystore once created.
+ *
+ * Input buffers. (ptr, len) pairs; ptr may be NULL only when len is 0. The
+ * library copies what it keeps and never holds a pointer to caller memory
+ * after a call returns. Secrets passed in (passphrases, PINs, auth values,
+ * seeds) are copied into mlocked memory that is wiped when no longer needed;
+ * the caller wipes its own copy (lm_secure_wipe).
+ *
+ * OUTPUT BUFFER RULE (the only one, used by every function with a
+ * variable-size output): the caller provides the buffer and a size_t
+ * in/out length:
+ *   - on entry, *len is the capacity of buf (buf may be NULL iff *len is 0);
+ *   - on LM_OK, *len is the number of bytes written;
+ *   - if the buffer is too small, the function returns
+ *     LM_ERR_BUFFER_TOO_SMALL, sets *len to the size needed, writes nothing
+ *     and CHANGES NO STATE: no message number is used, no handshake is
+ *     consumed, no handle is created. Call again with a bigger buffer.
+ *   - on any other error *len is left unchanged.
+ * Functions with several outputs check all of them before doing anything and,
+ * when one is too small, report the needed size of every output.
+ * String outputs (names, fingerprints, messages) are NUL terminated and the
+ * length counts the NUL. len pointers must not be NULL (LM_ERR_INVALID_ARG).
+ * Sizes are predictable: public keys are at most LM_MAX_PUBLIC_KEY_SIZE,
+ * signatures LM_SIGNATURE_SIZE, a transport packet is lm_encrypt_size(n) for
+ * n bytes of plaintext and a plaintext is never larger than LM_MAX_PAYLOAD.
+ * Outputs holding plaintext are the caller's to wipe.
+ *
+ * Threads. Every function may be called from any thread at any time. Two
+ * threads using one session, identity or responder are serialised inside the
+ * library. lm_last_error is per thread.
+ *
+ * PROCESS-WIDE EFFECTS (read before loading the library):
+ *   - Loading runs the Go runtime, which installs its own signal handlers
+ *     (see the Go "os/signal" documentation on c-shared libraries). The
+ *     library never installs interrupt handlers of its own.
+ *   - The memguard package (used for identity seeds and PINs) sets
+ *     RLIMIT_CORE to 0 when the library is loaded: the host process no longer
+ *     writes core dumps.
+ *   - Secrets live in mlocked pages: the process needs RLIMIT_MEMLOCK
+ *     headroom (about 64 KiB plus a page per open memory identity). When
+ *     locking fails the call returns LM_ERR_LOCKED_MEMORY; nothing aborts.
+ *   - A Go c-shared library cannot be unloaded (dlclose does nothing useful)
+ *     and does not survive fork(): the host must not fork after loading it
+ *     unless the child immediately calls exec (posix_spawn/subprocess are
+ *     fine). Locked key pages are MADV_WIPEONFORK.
+ *   - Loading does nothing else: no keys, files, devices or locked memory are
+ *     touched until a function is called.
+ * ------------------------------------------------------------------------
+ */
+#ifndef LORAMESH_H
+#define LORAMESH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped on any incompatible change to a declaration below. Compare with
+ * lm_abi_version() at run time. */
+#define LM_ABI_VERSION 1
+
+/* Error codes. Values are stable within an ABI version. */
+enum lm_error {
+	LM_OK = 0,
+	LM_ERR_INVALID_ARG = 1,       /* NULL pointer, wrong length, bad value */
+	LM_ERR_BUFFER_TOO_SMALL = 2,  /* see the output buffer rule */
+	LM_ERR_AUTH = 3,              /* a packet or signature does not authenticate */
+	LM_ERR_REPLAY = 4,            /* replayed handshake message 1 or transport packet */
+	LM_ERR_MALFORMED = 5,         /* not a valid packet, or too long */
+	LM_ERR_LIMIT = 6,             /* message limit reached: do a new handshake */
+	LM_ERR_UNSUPPORTED = 7,       /* suite not supported by a key, card or token */
+	LM_ERR_KEYSTORE = 8,          /* key holder failure (file, token, TPM) */
+	LM_ERR_PIN = 9,               /* wrong PIN, passphrase or auth value */
+	LM_ERR_LOCKED = 10,           /* PIN or key locked out */
+	LM_ERR_NOT_FOUND = 11,        /* no such identity, token or device */
+	LM_ERR_EXISTS = 12,           /* identity name already taken */
+	LM_ERR_HANDLE = 13,           /* unknown, closed or wrong-kind handle */
+	LM_ERR_LOCKED_MEMORY = 14,    /* cannot mlock memory for secrets */
+	LM_ERR_UNKNOWN_PEER = 15,     /* initiator not on the responder's allow list */
+	LM_ERR_TOO_OLD = 16,          /* transport packet outside the receive window */
+	LM_ERR_STATE = 17,            /* object used out of order or after close */
+	LM_ERR_BAD_CARD = 18,         /* contact card invalid or badly signed */
+	LM_ERR_VERSION = 19,          /* unsupported format version or packet kind */
+	LM_ERR_INVALID_KEY = 20,      /* public key not valid for its suite */
+	LM_ERR_INTERNAL = 21          /* bug in the library (includes recovered panics) */
+};
+
+/* Handshake suites (the numbers travel on the wire). */
+#define LM_SUITE_X25519 1 /* Noise_IK_25519_ChaChaPoly_SHA256 */
+#define LM_SUITE_P256 2   /* Noise_IK_P256_ChaChaPoly_SHA256 */
+/* Bit of a suite in a suite mask (lm_identity_suites, lm_keystore_generate). */
+#define LM_SUITE_BIT(s) (1u << (s))
+
+/* Packet kinds (lm_packet_kind). */
+#define LM_PACKET_INIT_X25519 1 /* handshake message 1, 25519 suite */
+#define LM_PACKET_INIT_P256 2   /* handshake message 1, P-256 suite */
+#define LM_PACKET_RESPONSE 3    /* handshake message 2 */
+#define LM_PACKET_TRANSPORT 4   /* session message */
+#define LM_PACKET_CARD 5        /* contact card */
+
+#define LM_SEED_SIZE 32            /* lm_identity_from_seed */
+#define LM_SIGNATURE_SIZE 64       /* Ed25519, or ECDSA P-256 raw r||s */
+#define LM_MAX_PUBLIC_KEY_SIZE 33  /* 32 (X25519, Ed25519), 33 (compressed P-256) */
+#define LM_HASH_SIZE 32            /* lm_session_handshake_hash */
+#define LM_MAX_PAYLOAD 65471       /* plaintext/handshake payload limit */
+#define LM_MAX_OVERHEAD 23         /* lm_encrypt_size(n) <= n + LM_MAX_OVERHEAD */
+
+/* ---- Library ------------------------------------------------------------ */
+
+/* Library version, e.g. "0.1.0". Static string, never freed. */
+const char *lm_version(void);
+
+/* LM_ABI_VERSION of the library actually loaded. */
+int lm_abi_version(void);
+
+/* Static English name of an error code ("unknown error" for others). */
+const char *lm_strerror(int code);
+
+/* Copies the message of the calling thread's most recent failed call into
+ * buf (output buffer rule; NUL terminated; at most 256 bytes). Every
+ * function returning an LM_* code, except this one, replaces the message on
+ * failure and clears it (to "") on success. The message is thread-local:
+ * it is kept in the calling OS thread's own storage (a C __thread variable),
+ * so other threads cannot overwrite it. Messages never hold secrets
+ * or bytes received from a peer. */
+int lm_last_error(char *buf, size_t *len);
+
+/* Zeroes len bytes at buf in a way the compiler cannot remove. NULL is
+ * ignored. */
+void lm_secure_wipe(void *buf, size_t len);
+
+/* Bytes of mlocked memory held for session and handshake keys, and bytes in
+ * use (for leak checks and memlock budgeting). */
+int lm_locked_memory(size_t *locked, size_t *in_use);
+
+/* ---- Keystores ---------------------------------------------------------- */
+
+/* A directory of NAME.lmid identity files sealed under one passphrase
+ * (created 0700 if missing). argon2id costs for NEW files: all three 0 means
+ * the default (3 passes, 64 MiB, 4 threads); otherwise time 1..16, threads
+ * >= 1, memory_kib 8*threads..1048576. Small values are for tests only. */
+int lm_keystore_open_memory(const char *dir, const uint8_t *passphrase, size_t passphrase_len,
+			    uint32_t argon_time, uint32_t argon_memory_kib, uint8_t argon_threads,
+			    uint64_t *keystore);
+
+/* A PKCS#11 token named by an RFC 7512 URI, e.g.
+ *   pkcs11:token=loramesh?module-path=/usr/lib/softhsm/libsofthsm2.so
+ * Identities are P-256 key pairs (plus X25519 when the token has it).
+ * pin may be NULL with pin_len 0 to use the URI's pin-source or pin-value.
+ * Wrong PIN: LM_ERR_PIN; locked PIN: LM_ERR_LOCKED; no token: LM_ERR_NOT_FOUND. */
+int lm_keystore_open_pkcs11(const char *uri, const uint8_t *pin, size_t pin_len, uint64_t *keystore);
+
+/* A TPM 2.0 keystore: key files NAME.pem in key_dir (created 0700), keys in
+ * the TPM. device: NULL or "" for /dev/tpmrm0, a path for another device,
+ * "unix:PATH" for an swtpm Unix socket, "tcp:HOST:PORT" for swtpm over TCP
+ * (control port PORT+1). auth (at most 32 bytes; may be NULL/0 for none) is
+ * the auth value of every key generated or loaded through this keystore. */
+int lm_keystore_open_tpm(const char *device, const char *key_dir, const uint8_t *auth, size_t auth_len,
+			 uint64_t *keystore);
+
+/* Identity names, sorted, each followed by '\n', then a NUL (output buffer
+ * rule; an empty keystore gives "" and *len == 1). */
+int lm_keystore_list(uint64_t keystore, char *buf, size_t *len);
+
+/* Creates identity name with keys for the suites in suite_mask (bits
+ * LM_SUITE_BIT(s); 0 means every suite the keystore can hold) and returns
+ * a new identity handle. Names (all keystore functions): 1-64 characters of
+ * [A-Za-z0-9._-], not starting with '.' or '-' (else LM_ERR_INVALID_ARG).
+ * LM_ERR_EXISTS if taken. */
+int lm_keystore_generate(uint64_t keystore, const char *name, uint32_t suite_mask, uint64_t *identity);
+
+/* Opens identity name: a new identity handle. LM_ERR_NOT_FOUND, LM_ERR_PIN. */
+int lm_keystore_load(uint64_t keystore, const char *name, uint64_t *identity);
+
+/* Deletes identity name for good. */
+int lm_keystore_delete(uint64_t keystore, const char *name);
+
+/* Closes the keystore handle (forgets its passphrase, PIN or auth value).
+ * Identities loaded from it stay usable until closed. */
+int lm_keystore_close(uint64_t keystore);
+
+/* ---- Identities --------------------------------------------------------- */
+
+/* A new random software identity, held in memory only (not saved). */
+int lm_identity_generate(uint64_t *identity);
+
+/* The software identity of a LM_SEED_SIZE-byte seed (deterministic). */
+int lm_identity_from_seed(const uint8_t *seed, size_t seed_len, uint64_t *identity);
+
+/* The signing public key: 32-byte Ed25519 key for software identities, a
+ * 33-byte compressed P-256 key for PKCS#11 and TPM identities. */
+int lm_identity_public_key(uint64_t identity, uint8_t *out, size_t *len);
+
+/* The 32-byte X25519 public key derived from a software identity's seed
+ * (the Montgomery form of its Ed25519 key). LM_ERR_UNSUPPORTED for hardware
+ * identities: use lm_identity_dh_public. */
+int lm_identity_x25519_public(uint64_t identity, uint8_t *out, size_t *len);
+
+/* The static Diffie-Hellman public key for suite (32 or 33 bytes), the key a
+ * peer passes to lm_initiate. LM_ERR_UNSUPPORTED if the identity has none. */
+int lm_identity_dh_public(uint64_t identity, int suite, uint8_t *out, size_t *len);
+
+/* Suites the identity holds a DH key for, as a mask of LM_SUITE_BIT(s). */
+int lm_identity_suites(uint64_t identity, uint32_t *suite_mask);
+
+/* Signs msg (any length) and writes LM_SIGNATURE_SIZE bytes. Scheme, chosen
+ * by the identity's signing key (lm_identity_public_key):
+ *   32-byte key: Ed25519 over  "loramesh sign v1" || 0x00 || msg
+ *   33-byte key: ECDSA P-256 over SHA-256("loramesh sign v1" || 0x00 || msg),
+ *                signature as raw big-endian r || s (32 bytes each).
+ * The context prefix keeps these signatures apart from contact cards (which
+ * this function therefore cannot be used to forge). */
+int lm_identity_sign(uint64_t identity, const uint8_t *msg, size_t msg_len, uint8_t *sig, size_t *sig_len);
+
+/* Verifies a signature made by lm_identity_sign under public_key (32 bytes:
+ * Ed25519; 33 bytes: compressed P-256). LM_OK if valid, LM_ERR_AUTH if not,
+ * LM_ERR_INVALID_KEY for a key that is not a valid point,
+ * LM_ERR_INVALID_ARG for other lengths. */
+int lm_verify(const uint8_t *public_key, size_t public_key_len, const uint8_t *msg, size_t msg_len,
+	      const uint8_t *sig, size_t sig_len);
+
+/* Closes the identity handle and wipes what it holds. */
+int lm_identity_close(uint64_t identity);
+
+/* ---- Contact cards ------------------------------------------------------ */
+
+/* Creates the identity's signed contact card under display name (1-64 bytes
+ * of printable UTF-8): the bytes to hand to a contact. */
+int lm_card_create(uint64_t identity, const char *name, uint8_t *out, size_t *len);
+
+/* Verifies card bytes (signature, canonical encoding, keys) and returns a
+ * card handle. LM_ERR_BAD_CARD if anything is wrong. */
+int lm_card_parse(const uint8_t *card, size_t card_len, uint64_t *handle);
+
+/* The card's fingerprint, "XXXX-XXXX-XXXX-XXXX" (base32, NUL terminated), to
+ * compare out of band. */
+int lm_card_fingerprint(uint64_t card, char *buf, size_t *len);
+
+/* The card's display name (NUL terminated; the name contains no NUL). */
+int lm_card_name(uint64_t card, char *buf, size_t *len);
+
+/* The card's signing public key (32 or 33 bytes, see lm_verify). */
+int lm_card_signing_key(uint64_t card, uint8_t *out, size_t *len);
+
+/* The card's DH key for suite; LM_ERR_UNSUPPORTED if it has none. */
+int lm_card_dh_key(uint64_t card, int suite, uint8_t *out, size_t *len);
+
+/* The suite two cards share (X25519 preferred). LM_ERR_UNSUPPORTED if none. */
+int lm_card_choose_suite(uint64_t card_a, uint64_t card_b, int *suite);
+
+int lm_card_close(uint64_t card);
+
+/* ---- Handshake (Noise IK) ----------------------------------------------- */
+
+/* Starts a handshake from identity to the responder whose static DH key for
+ * suite is peer_key (from lm_card_dh_key). payload (up to LM_MAX_PAYLOAD
+ * bytes, may be empty) is encrypted to the responder but has no forward
+ * secrecy. Writes handshake message 1 to msg1 and returns an initiator
+ * handle. The identity must stay open until lm_finish. */
+int lm_initiate(uint64_t identity, int suite, const uint8_t *peer_key, size_t peer_key_len,
+		const uint8_t *payload, size_t payload_len,
+		uint64_t *initiator, uint8_t *msg1, size_t *msg1_len);
+
+/* Reads handshake message 2. On success returns a session handle and the
+ * responder's payload. A forged or corrupted msg2 returns an error and
+ * leaves the initiator waiting for the genuine one; after success the
+ * initiator is spent (LM_ERR_STATE) but its handle must still be closed.
+ * payload's needed size is computed from msg2 before anything changes. */
+int lm_finish(uint64_t initiator, const uint8_t *msg2, size_t msg2_len,
+	      uint64_t *session, uint8_t *payload, size_t *payload_len);
+
+/* Abandons (or releases a finished) handshake and wipes its keys. */
+int lm_initiator_close(uint64_t initiator);
+
+/* A responder answers handshakes addressed to identity; it remembers recent
+ * messages 1 so a replay gets LM_ERR_REPLAY. It answers anyone until
+ * lm_responder_allow is called; from then on only the allowed keys. */
+int lm_responder_new(uint64_t identity, uint64_t *responder);
+
+/* Adds an initiator static key (suite, 32 or 33 bytes) to the allow list. */
+int lm_responder_allow(uint64_t responder, int suite, const uint8_t *key, size_t key_len);
+
+/* Answers handshake message 1 with reply (may be empty). Outputs: a session
+ * handle, the initiator's authenticated static key (peer_key, 32 or 33
+ * bytes: check it against your contacts' lm_card_dh_key), the initiator's
+ * payload and message 2 to send back. All output sizes are computed from
+ * msg1 and reply before anything changes, so LM_ERR_BUFFER_TOO_SMALL does not
+ * consume msg1. Errors: LM_ERR_REPLAY (already answered), LM_ERR_AUTH,
+ * LM_ERR_MALFORMED, LM_ERR_UNKNOWN_PEER; none changes the responder. */
+int lm_respond(uint64_t responder, const uint8_t *msg1, size_t msg1_len,
+	       const uint8_t *reply, size_t reply_len, uint64_t *session,
+	       uint8_t *peer_key, size_t *peer_key_len,
+	       uint8_t *payload, size_t *payload_len,
+	       uint8_t *msg2, size_t *msg2_len);
+
+int lm_responder_close(uint64_t responder);
+
+/* ---- Sessions ----------------------------------------------------------- */
+
+/* Exact size of the transport packet for plaintext_len bytes (at most
+ * plaintext_len + LM_MAX_OVERHEAD), or 0 if plaintext_len > LM_MAX_PAYLOAD. */
+size_t lm_encrypt_size(size_t plaintext_len);
+
+/* Seals plaintext as the next transport packet. The output size is checked
+ * before a message number is used: LM_ERR_BUFFER_TOO_SMALL burns nothing.
+ * LM_ERR_LIMIT when the session's message limit (2^32) is reached. */
+int lm_session_encrypt(uint64_t session, const uint8_t *plaintext, size_t plaintext_len,
+		       uint8_t *out, size_t *len);
+
+/* Opens a transport packet. Late and reordered packets within the window
+ * (64 messages) open exactly once. Any failure (LM_ERR_AUTH, LM_ERR_REPLAY,
+ * LM_ERR_TOO_OLD, LM_ERR_MALFORMED, LM_ERR_BUFFER_TOO_SMALL) leaves the
+ * session unchanged. */
+int lm_session_decrypt(uint64_t session, const uint8_t *packet, size_t packet_len,
+		       uint8_t *out, size_t *len);
+
+/* The peer's static DH public key (authenticated by the handshake). */
+int lm_session_peer(uint64_t session, uint8_t *out, size_t *len);
+
+/* The session's suite (LM_SUITE_*). */
+int lm_session_suite(uint64_t session, int *suite);
+
+/* The Noise handshake hash (LM_HASH_SIZE bytes), for channel binding. */
+int lm_session_handshake_hash(uint64_t session, uint8_t *out, size_t *len);
+
+/* Wipes the session's keys and releases the handle. */
+int lm_session_close(uint64_t session);
+
+/* ---- Dispatch ----------------------------------------------------------- */
+
+/* The kind (LM_PACKET_*) of a received packet, from its first two bytes
+ * only. LM_ERR_MALFORMED if not a packet, LM_ERR_VERSION for an unknown
+ * kind. */
+int lm_packet_kind(const uint8_t *packet, size_t packet_len, int *kind);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LORAMESH_H */

@@ -1,0 +1,87 @@
+package main
+
+/*
+#include <stdint.h>
+#include <stddef.h>
+*/
+import "C"
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/loramesh/loramesh-core/keystore"
+	"github.com/loramesh/loramesh-core/keystore/tpm"
+)
+
+// tpmAuth hands the keystore's one auth value to the tpm package whenever it
+// asks (tpm copies it to its own locked memory and wipes our copy). After
+// the keystore handle is closed, identities that still ask get an error
+// instead of a read of freed memory.
+type tpmAuth struct {
+	mu  sync.Mutex
+	val *locked
+}
+
+func (a *tpmAuth) get(string) ([]byte, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.val == nil {
+		return nil, fmt.Errorf("auth value forgotten: keystore handle closed: %w", keystore.ErrAuth)
+	}
+	return append([]byte(nil), a.val.bytes()...), nil
+}
+
+func (a *tpmAuth) free() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.val.free()
+	a.val = nil
+}
+
+//export lm_keystore_open_tpm
+func lm_keystore_open_tpm(device, keyDir *C.char, auth *C.uint8_t, authLen C.size_t, ks *C.uint64_t) (rc C.int) {
+	defer guard(&rc)
+	const fn = "lm_keystore_open_tpm"
+	dir, good := goString(keyDir)
+	if !good || dir == "" || ks == nil {
+		return failf(errInvalidArg, "%s: NULL or empty argument", fn)
+	}
+	if authLen > 32 {
+		return failf(errInvalidArg, "%s: auth value longer than 32 bytes", fn)
+	}
+	dev := ""
+	if device != nil {
+		dev = C.GoString(device)
+	}
+	v, err := newLocked(auth, authLen)
+	if err != nil {
+		return fail(err, errInvalidArg)
+	}
+	a := &tpmAuth{val: v}
+	cfg := tpm.Config{Dir: dir, Auth: a.get}
+	var k *tpm.Keystore
+	switch {
+	case strings.HasPrefix(dev, "unix:"):
+		k, err = tpm.OpenSwtpmUnix(strings.TrimPrefix(dev, "unix:"), cfg)
+	case strings.HasPrefix(dev, "tcp:"):
+		host, port, perr := net.SplitHostPort(strings.TrimPrefix(dev, "tcp:"))
+		pn, nerr := strconv.Atoi(port)
+		if perr != nil || nerr != nil || pn < 1 || pn > 65534 {
+			a.free()
+			return failf(errInvalidArg, "%s: device must be tcp:HOST:PORT", fn)
+		}
+		k, err = tpm.OpenSwtpm(net.JoinHostPort(host, port), net.JoinHostPort(host, strconv.Itoa(pn+1)), cfg)
+	default:
+		k, err = tpm.OpenDevice(dev, cfg)
+	}
+	if err != nil {
+		a.free()
+		return fail(err, errKeystore)
+	}
+	*ks = newHandle(kindKeystore, &ksEntry{ks: k, free: a.free})
+	return ok
+}
