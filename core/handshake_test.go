@@ -2,7 +2,6 @@ package core_test
 
 import (
 	"bytes"
-	"crypto/ecdh"
 	"crypto/rand"
 	"crypto/sha512"
 	"errors"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/flynn/noise"
 	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/internal/noisetest"
 	"github.com/loramesh/loramesh-core/keystore"
 	"github.com/loramesh/loramesh-core/keystore/memory"
 )
@@ -95,42 +95,7 @@ func fixedReader(seed byte) io.Reader {
 	return bytes.NewReader(b)
 }
 
-// p256DH is a Noise DHFunc for P-256 with 33-byte compressed public keys and
-// the x-coordinate as output, written for the flynn/noise oracle.
-type p256DH struct{}
-
-func (p256DH) GenerateKeypair(r io.Reader) (noise.DHKey, error) {
-	k, err := ecdh.P256().GenerateKey(r)
-	if err != nil {
-		return noise.DHKey{}, err
-	}
-	pk, err := keystore.FromECDH(k.PublicKey())
-	return noise.DHKey{Private: k.Bytes(), Public: pk.Bytes()}, err
-}
-func (p256DH) DH(priv, pub []byte) ([]byte, error) {
-	k, err := ecdh.P256().NewPrivateKey(priv)
-	if err != nil {
-		return nil, err
-	}
-	pk, err := keystore.ParsePublicKey(keystore.P256, pub)
-	if err != nil {
-		return nil, err
-	}
-	e, err := pk.ECDH()
-	if err != nil {
-		return nil, err
-	}
-	return k.ECDH(e)
-}
-func (p256DH) DHLen() int     { return 33 }
-func (p256DH) DHName() string { return "P256" }
-
-func flynnSuite(s keystore.Suite) noise.CipherSuite {
-	if s == keystore.P256 {
-		return noise.NewCipherSuite(p256DH{}, noise.CipherChaChaPoly, noise.HashSHA256)
-	}
-	return noise.NewCipherSuite(noise.DH25519, noise.CipherChaChaPoly, noise.HashSHA256)
-}
+func flynnSuite(s keystore.Suite) noise.CipherSuite { return noisetest.Suite(s) }
 
 // flynnStatic returns a flynn keypair for a fresh software static key.
 func flynnStatic(t *testing.T, s keystore.Suite) noise.DHKey {

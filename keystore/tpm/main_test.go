@@ -9,63 +9,22 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
-	"github.com/google/go-tpm/tpm2/transport/simulator"
 	"github.com/loramesh/loramesh-core/keystore"
+	"github.com/loramesh/loramesh-core/keystore/tpm/tpmsim"
 )
 
-// sim is the process's one in-process simulator (a second open would block).
-var sim transport.TPMCloser
+// shared is the process's one simulator, run outside any secret.Do.
+type shared = tpmsim.Transport
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(child())
 	}
-	s, err := simulator.OpenSimulator()
-	if err != nil {
+	if _, err := tpmsim.Open(); err != nil {
 		fmt.Fprintln(os.Stderr, "simulator:", err)
 		os.Exit(1)
 	}
-	sim = s
-	go serve(s)
-	code := m.Run()
-	s.Close()
-	os.Exit(code)
-}
-
-// shared lends the simulator to a keystore without letting it close it.
-// It also hands each command to one long-lived goroutine: the simulator is
-// C, and a cgo call inside runtime/secret.Do (core.Protect in
-// GOEXPERIMENT=runtimesecret builds) crashes the process in Go 1.26.
-// Only ciphertext crosses over: session encryption already happened.
-type shared struct{ transport.TPM }
-
-func (shared) Close() error { return nil }
-
-type call struct {
-	cmd  []byte
-	done chan result
-}
-
-type result struct {
-	rsp []byte
-	err error
-}
-
-var calls = make(chan call)
-
-func (s shared) Send(cmd []byte) ([]byte, error) {
-	c := call{cmd, make(chan result, 1)}
-	calls <- c
-	r := <-c.done
-	return r.rsp, r.err
-}
-
-// serve runs simulator commands outside any secret.Do.
-func serve(t transport.TPM) {
-	for c := range calls {
-		rsp, err := t.Send(c.cmd)
-		c.done <- result{rsp, err}
-	}
+	os.Exit(m.Run())
 }
 
 // pin returns an Auth callback that always answers v (nil: no auth).
@@ -75,7 +34,7 @@ func pin(v string) func(string) ([]byte, error) {
 
 func simKeystore(t testing.TB, auth string) *Keystore {
 	t.Helper()
-	ks, err := OpenTransport(shared{sim}, Config{Dir: t.TempDir(), Auth: pin(auth)})
+	ks, err := OpenTransport(shared{}, Config{Dir: t.TempDir(), Auth: pin(auth)})
 	if err != nil {
 		t.Fatal(err)
 	}

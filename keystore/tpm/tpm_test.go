@@ -239,7 +239,7 @@ func TestForeignBlob(t *testing.T) {
 }
 
 func TestWrongAuthSim(t *testing.T) {
-	defer resetDA(t, shared{sim})
+	defer resetDA(t, shared{})
 	ks := simKeystore(t, "right")
 	generate(t, ks, "k").Close()
 	ks.cfg.Auth = pin("wrong")
@@ -271,7 +271,7 @@ func TestNoLeakedHandles(t *testing.T) {
 		id.DH(peer, &z)
 		id.Sign(nil, d[:], crypto.SHA256)
 	}
-	if hs := transients(t, shared{sim}); len(hs) != 0 {
+	if hs := transients(t, shared{}); len(hs) != 0 {
 		t.Fatalf("transient handles left: %v", hs)
 	}
 }
@@ -365,7 +365,7 @@ func (s *sniffer) saw(secret []byte) bool {
 // crosses the bus in the clear.
 func TestBusCarriesNoSecret(t *testing.T) {
 	const auth = "secret-pin-0123456789"
-	bus := &sniffer{shared: shared{sim}}
+	bus := &sniffer{shared: shared{}}
 	ks, err := OpenTransport(bus, Config{Dir: t.TempDir(), Auth: pin(auth)})
 	if err != nil {
 		t.Fatal(err)
@@ -429,12 +429,12 @@ func (w *warnTPM) Send(c []byte) ([]byte, error) {
 
 func TestRetryBounded(t *testing.T) {
 	for _, rc := range []uint32{0x922, 0x908, 0x90a} { // RETRY, YIELDED, TESTING
-		w := &warnTPM{shared: shared{sim}, rc: rc, n: 3}
+		w := &warnTPM{shared: shared{}, rc: rc, n: 3}
 		if _, err := (tpm2.GetRandom{BytesRequested: 8}).Execute(retrying{w}); err != nil || w.sent != 4 {
 			t.Fatalf("rc %#x: %v after %d sends", rc, err, w.sent)
 		}
 	}
-	w := &warnTPM{shared: shared{sim}, rc: 0x922, n: 1 << 30}
+	w := &warnTPM{shared: shared{}, rc: 0x922, n: 1 << 30}
 	_, err := (tpm2.GetRandom{BytesRequested: 8}).Execute(retrying{w})
 	if !errors.Is(err, tpm2.TPMRCRetry) || w.sent != maxRetries+1 {
 		t.Fatalf("endless RETRY: %v after %d sends", err, w.sent)
@@ -444,7 +444,7 @@ func TestRetryBounded(t *testing.T) {
 // A transient object left behind (a crashed client on swtpm) is flushed
 // when a keystore opens.
 func TestOpenFlushesLeftovers(t *testing.T) {
-	tp := shared{sim}
+	tp := shared{}
 	if _, err := (tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHOwner, InPublic: tpm2.New2B(tpm2.ECCSRKTemplate)}).Execute(tp); err != nil {
 		t.Fatal(err)
 	}
@@ -469,7 +469,7 @@ func (n noP256) Send(c []byte) ([]byte, error) {
 }
 
 func TestNoP256(t *testing.T) {
-	_, err := OpenTransport(noP256{shared{sim}}, Config{Dir: t.TempDir()})
+	_, err := OpenTransport(noP256{shared{}}, Config{Dir: t.TempDir()})
 	if !errors.Is(err, ErrNoP256) || !errors.Is(err, keystore.ErrKeystore) {
 		t.Fatalf("TPM without P-256: %v", err)
 	}
