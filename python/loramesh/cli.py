@@ -146,8 +146,15 @@ def load_identity(args, home):
     if not home.exists():
         raise CliError("no node in %s: run `loramesh init` first" % home.path, EXIT_KEYSTORE)
     cfg = home.load_config()
-    with open_keystore(args, cfg) as ks:
+    ks = open_keystore(args, cfg)
+    try:
         ident = ks.load(cfg["identity"]["name"])
+    except BaseException:
+        ks.close()
+        raise
+    # Kept open with the identity: the TPM backend forgets the key's auth
+    # value when its keystore closes (capi issue, see the report).
+    ident.owned_keystore = ks
     return cfg, ident
 
 
@@ -289,7 +296,8 @@ def cmd_contact(args, home, out):
         home.save_contacts(entries)
         out.result({"removed": args.contact}, "removed %s" % args.contact)
     elif args.action == "verify":
-        e = need_contact(home, args.contact)
+        need_contact(home, args.contact)
+        e = entries[args.contact]
         with ContactCard(base64.b64decode(e["card"])) as c:
             fp = c.fingerprint
         norm = lambda s: re.sub(r"[^A-Z0-9]", "", s.upper())

@@ -89,6 +89,7 @@ class IdentityKey(_Handle):
         self.keystore = keystore
         self._responder = None
         self._lock = threading.Lock()
+        self.owned_keystore = None  # closed with this identity
 
     @classmethod
     def generate(cls) -> "IdentityKey":
@@ -142,6 +143,9 @@ class IdentityKey(_Handle):
         if self._responder is not None:
             self._responder.close()
         super().close()
+        if self.owned_keystore is not None:
+            self.owned_keystore.close()
+            self.owned_keystore = None
 
     def __repr__(self):
         return "IdentityKey(%s)" % (self.name or ("closed" if self.closed else self.public_bytes().hex()))
