@@ -120,9 +120,14 @@ func simpleString(fn string, o out, s string) C.int {
 // Wire sizes. A packet is the canonical CBOR array [kind, body] with kind
 // below 24 (docs/PROTOCOL.md): 0x82, kind, a byte-string header, body.
 const (
-	tagSize      = 16 // ChaCha20-Poly1305
-	maxPayload   = 65535 - 64
-	transportHdr = 2 // truncated message number
+	tagSize    = 16 // ChaCha20-Poly1305
+	maxPayload = 65535 - 64
+	// maxInitPayload keeps message 1 within Noise's 65535 bytes in both
+	// suites: 2*33 (e, s) + 2*16 (tags) + payload. core.Initiate accepts up
+	// to maxPayload, but its own Respond refuses the resulting packets as
+	// too long (reported as a core bug).
+	maxInitPayload = 65535 - 2*33 - 2*tagSize
+	transportHdr   = 2 // truncated message number
 )
 
 func bstrHeader(n int) int {

@@ -43,8 +43,8 @@ func lm_initiate(h C.uint64_t, suite C.int, peer *C.uint8_t, peerLen C.size_t,
 	if !good || ini == nil || !o.valid() {
 		return failf(errInvalidArg, "%s: NULL argument", fn)
 	}
-	if len(pl) > maxPayload {
-		return failf(errMalformed, "%s: payload longer than %d bytes", fn, maxPayload)
+	if len(pl) > maxInitPayload {
+		return failf(errMalformed, "%s: payload longer than %d bytes", fn, maxInitPayload)
 	}
 	id, found := getIdentity(h)
 	if !found {

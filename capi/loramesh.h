@@ -125,7 +125,8 @@ enum lm_error {
 #define LM_SIGNATURE_SIZE 64       /* Ed25519, or ECDSA P-256 raw r||s */
 #define LM_MAX_PUBLIC_KEY_SIZE 33  /* 32 (X25519, Ed25519), 33 (compressed P-256) */
 #define LM_HASH_SIZE 32            /* lm_session_handshake_hash */
-#define LM_MAX_PAYLOAD 65471       /* plaintext/handshake payload limit */
+#define LM_MAX_PAYLOAD 65471       /* plaintext and lm_respond reply limit */
+#define LM_MAX_INIT_PAYLOAD 65437  /* lm_initiate payload limit */
 #define LM_MAX_OVERHEAD 23         /* lm_encrypt_size(n) <= n + LM_MAX_OVERHEAD */
 
 /* ---- Library ------------------------------------------------------------ */
@@ -276,9 +277,9 @@ int lm_card_close(uint64_t card);
 /* ---- Handshake (Noise IK) ----------------------------------------------- */
 
 /* Starts a handshake from identity to the responder whose static DH key for
- * suite is peer_key (from lm_card_dh_key). payload (up to LM_MAX_PAYLOAD
- * bytes, may be empty) is encrypted to the responder but has no forward
- * secrecy. Writes handshake message 1 to msg1 and returns an initiator
+ * suite is peer_key (from lm_card_dh_key). payload (up to
+ * LM_MAX_INIT_PAYLOAD bytes, else LM_ERR_MALFORMED; may be empty) is
+ * encrypted to the responder but has no forward secrecy. Writes handshake message 1 to msg1 and returns an initiator
  * handle. The identity must stay open until lm_finish. */
 int lm_initiate(uint64_t identity, int suite, const uint8_t *peer_key, size_t peer_key_len,
 		const uint8_t *payload, size_t payload_len,

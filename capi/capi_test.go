@@ -1,0 +1,147 @@
+package main
+
+import (
+	"os"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/keystore"
+	"github.com/loramesh/loramesh-core/keystore/memory"
+)
+
+func header(t *testing.T) string {
+	b, err := os.ReadFile("loramesh.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestCodesMatchHeader: the enum in loramesh.h and the Go constants agree,
+// and so do the size macros.
+func TestCodesMatchHeader(t *testing.T) {
+	h := header(t)
+	want := map[string]int{
+		"LM_OK": int(ok), "LM_ERR_INVALID_ARG": int(errInvalidArg), "LM_ERR_BUFFER_TOO_SMALL": int(errBufferTooSmall),
+		"LM_ERR_AUTH": int(errAuth), "LM_ERR_REPLAY": int(errReplay), "LM_ERR_MALFORMED": int(errMalformed),
+		"LM_ERR_LIMIT": int(errLimit), "LM_ERR_UNSUPPORTED": int(errUnsupported), "LM_ERR_KEYSTORE": int(errKeystore),
+		"LM_ERR_PIN": int(errPIN), "LM_ERR_LOCKED": int(errLocked), "LM_ERR_NOT_FOUND": int(errNotFound),
+		"LM_ERR_EXISTS": int(errExists), "LM_ERR_HANDLE": int(errHandle), "LM_ERR_LOCKED_MEMORY": int(errLockedMemory),
+		"LM_ERR_UNKNOWN_PEER": int(errUnknownPeer), "LM_ERR_TOO_OLD": int(errTooOld), "LM_ERR_STATE": int(errState),
+		"LM_ERR_BAD_CARD": int(errBadCard), "LM_ERR_VERSION": int(errVersion), "LM_ERR_INVALID_KEY": int(errInvalidKey),
+		"LM_ERR_INTERNAL": int(errInternal),
+	}
+	got := map[string]int{}
+	for _, m := range regexp.MustCompile(`(?m)^\s*(LM_(?:OK|ERR_[A-Z_]+)) = (\d+),?`).FindAllStringSubmatch(h, -1) {
+		got[m[1]], _ = strconv.Atoi(m[2])
+	}
+	if len(got) != len(want) || len(got) != numCodes {
+		t.Fatalf("header has %d codes, Go %d, numCodes %d", len(got), len(want), numCodes)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: header %d, Go %d", k, got[k], v)
+		}
+	}
+	macro := func(name string) int {
+		m := regexp.MustCompile(`#define ` + name + ` (\d+)`).FindStringSubmatch(h)
+		if m == nil {
+			t.Fatalf("no %s in header", name)
+		}
+		v, _ := strconv.Atoi(m[1])
+		return v
+	}
+	if macro("LM_ABI_VERSION") != abiVersion {
+		t.Error("LM_ABI_VERSION differs from abiVersion")
+	}
+	if macro("LM_MAX_PAYLOAD") != maxPayload {
+		t.Error("LM_MAX_PAYLOAD differs")
+	}
+	if macro("LM_MAX_OVERHEAD") != encryptSize(maxPayload)-maxPayload {
+		t.Errorf("LM_MAX_OVERHEAD: %d", encryptSize(maxPayload)-maxPayload)
+	}
+	if macro("LM_MAX_INIT_PAYLOAD") != maxInitPayload {
+		t.Error("LM_MAX_INIT_PAYLOAD differs")
+	}
+	if macro("LM_SEED_SIZE") != memory.SeedSize {
+		t.Error("LM_SEED_SIZE differs")
+	}
+}
+
+// TestSizesMatchCore: the sizes capi computes before acting are the sizes
+// core produces, at every framing boundary.
+func TestSizesMatchCore(t *testing.T) {
+	a, _ := memory.Generate()
+	b, _ := memory.Generate()
+	k, _ := b.DHPublic(1)
+	for _, n := range []int{0, 1, 5, 6, 7, 23, 24, 100, 200, 205, 206, 207, 237, 238, 239, 240, 1000,
+		maxInitPayload, maxPayload} {
+		pl := make([]byte, n)
+		n1 := min(n, maxInitPayload)
+		in, m1, err := core.Initiate(a, k, pl[:n1], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if packetSize(2*32+2*tagSize+n1) != len(m1) {
+			t.Fatalf("msg1 with %d-byte payload: computed %d, core %d", n1, packetSize(2*32+2*tagSize+n1), len(m1))
+		}
+		if kd, body, good := packetBody(m1); !good || kd != 1 || body-2*32-2*tagSize != n1 {
+			t.Fatalf("packetBody(msg1 of %d): %v %v %v", n1, kd, body, good)
+		}
+		s, _, m2, err := core.NewResponder(b, nil).Respond(m1, pl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if packetSize(32+tagSize+n) != len(m2) {
+			t.Fatalf("msg2: computed %d, core %d", packetSize(32+tagSize+n), len(m2))
+		}
+		if _, body, good := packetBody(m2); !good || body-32-tagSize != n {
+			t.Fatalf("packetBody(msg2 of %d)", n)
+		}
+		p, err := s.Encrypt(pl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if encryptSize(n) != len(p) {
+			t.Fatalf("transport of %d: computed %d, core %d", n, encryptSize(n), len(p))
+		}
+		if _, body, good := packetBody(p); !good || body-transportHdr-tagSize != n {
+			t.Fatalf("packetBody(transport of %d)", n)
+		}
+		s.Close()
+		in.Close()
+	}
+	// The largest message 1 capi lets through is one core's responder reads,
+	// in both suites.
+	for _, suite := range []keystore.Suite{keystore.X25519, keystore.P256} {
+		k, _ := b.DHPublic(suite)
+		in, m1, err := core.Initiate(a, k, make([]byte, maxInitPayload), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := core.NewResponder(b, nil).Respond(m1, nil); err != nil {
+			t.Errorf("%v: largest msg1 refused: %v", suite, err)
+		}
+		in.Close()
+	}
+}
+
+func TestHandles(t *testing.T) {
+	h1 := newHandle(kindCard, 1)
+	h2 := newHandle(kindSession, 2)
+	if h1 == 0 || h2 == h1 || uint64(h1)>>48 != 0x4c4d {
+		t.Fatalf("handles %x %x", h1, h2)
+	}
+	if _, found := lookup(h1, kindSession); found {
+		t.Fatal("wrong kind found")
+	}
+	if _, found := release(h1, kindCard); !found {
+		t.Fatal("release")
+	}
+	if _, found := release(h1, kindCard); found {
+		t.Fatal("double release")
+	}
+	release(h2, kindSession)
+}
