@@ -29,3 +29,9 @@ func X25519BaseMult(dst, k *[32]byte) error { return x25519Base(dst, k) }
 const KindTransport, KindInitX25519, KindInitP256, KindResponse = kindTransport, kindInitX25519, kindInitP256, kindResponse
 
 func HMAC(out *[32]byte, key []byte, data ...[]byte) { hmacInto(out, key, data...) }
+
+func Seal(key *[32]byte, n uint64, dst, ad, pt []byte) []byte { return sealRaw(key, n, dst, ad, pt) }
+
+func Open(key *[32]byte, n uint64, ad, ct []byte) ([]byte, error) {
+	return openRaw(key, n, nil, ad, ct)
+}

@@ -128,24 +128,10 @@ func seal(key *[32]byte, n uint64, dst, ad, plaintext []byte) (out []byte) {
 	return out
 }
 
-func sealRaw(key *[32]byte, n uint64, dst, ad, plaintext []byte) []byte {
-	a, _ := chacha20poly1305.New(key[:])
-	return a.Seal(dst, nonce(n), plaintext, ad)
-}
-
 func open(key *[32]byte, n uint64, ad, ciphertext []byte) (out []byte, err error) {
 	out = make([]byte, 0, len(ciphertext))
 	Protect(func() { out, err = openRaw(key, n, out, ad, ciphertext) })
 	return out, err
-}
-
-func openRaw(key *[32]byte, n uint64, dst, ad, ciphertext []byte) ([]byte, error) {
-	a, _ := chacha20poly1305.New(key[:])
-	out, err := a.Open(dst, nonce(n), ciphertext, ad)
-	if err != nil {
-		return nil, ErrAuth
-	}
-	return out, nil
 }
 
 func (s *symmetric) encryptAndHash(dst, plaintext []byte) []byte {
