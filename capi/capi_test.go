@@ -145,3 +145,25 @@ func TestHandles(t *testing.T) {
 	}
 	release(h2, kindSession)
 }
+
+// TestGuardRecovers: a panic inside an export becomes LM_ERR_INTERNAL with a
+// message, and a success clears the message.
+func TestGuardRecovers(t *testing.T) {
+	rc := ok
+	func() {
+		defer guard(&rc)
+		var m map[string]int
+		m["boom"]++ // a runtime panic: assignment to entry in nil map
+	}()
+	if rc != errInternal {
+		t.Fatalf("rc %d, want LM_ERR_INTERNAL", rc)
+	}
+	rc = ok
+	func() {
+		defer guard(&rc)
+		rc = codeOf(core.ErrReplay, errInternal)
+	}()
+	if rc != errReplay {
+		t.Fatalf("rc %d, want LM_ERR_REPLAY", rc)
+	}
+}

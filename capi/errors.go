@@ -17,6 +17,7 @@ import (
 	"github.com/loramesh/loramesh-core/core"
 	"github.com/loramesh/loramesh-core/keystore"
 	"github.com/loramesh/loramesh-core/keystore/pkcs11"
+	"github.com/loramesh/loramesh-core/keystore/tpm"
 )
 
 // Error codes: the lm_error enum of loramesh.h (TestCodesMatchHeader).
@@ -179,6 +180,8 @@ func codeOf(err error, def C.int) C.int {
 		return errInvalidKey
 	case errors.Is(err, pkcs11.ErrURI):
 		return errInvalidArg
+	case errors.Is(err, tpm.ErrNoDevice):
+		return errNotFound
 	case errors.Is(err, keystore.ErrKeystore):
 		return errKeystore
 	}

@@ -178,7 +178,11 @@ int lm_keystore_open_pkcs11(const char *uri, const uint8_t *pin, size_t pin_len,
  * the TPM. device: NULL or "" for /dev/tpmrm0, a path for another device,
  * "unix:PATH" for an swtpm Unix socket, "tcp:HOST:PORT" for swtpm over TCP
  * (control port PORT+1). auth (at most 32 bytes; may be NULL/0 for none) is
- * the auth value of every key generated or loaded through this keystore. */
+ * the auth value of every key generated or loaded through this keystore
+ * (keys with one are dictionary-attack protected: a few wrong values lock
+ * them out, LM_ERR_LOCKED). No device or socket: LM_ERR_NOT_FOUND. swtpm
+ * serves one connection at a time: keep one keystore per swtpm open, with
+ * its identities. */
 int lm_keystore_open_tpm(const char *device, const char *key_dir, const uint8_t *auth, size_t auth_len,
 			 uint64_t *keystore);
 

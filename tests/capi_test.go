@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -152,6 +153,36 @@ func TestCSoftHSM(t *testing.T) {
 	}
 	exe := compile(t, "softhsm")
 	run(t, []string{"SOFTHSM2_CONF=" + env.Conf, "LM_TEST_PIN=" + string(tok.PIN)}, exe, tok.URI())
+}
+
+// TestCTPM runs tpm.c on a fresh swtpm (Unix socket), started here as a
+// daemon and stopped by the pid it writes.
+func TestCTPM(t *testing.T) {
+	if _, err := exec.LookPath("swtpm"); err != nil {
+		t.Skip("swtpm not installed")
+	}
+	exe := compile(t, "tpm")
+	dir := t.TempDir()
+	sock, pidFile := filepath.Join(dir, "tpm.sock"), filepath.Join(dir, "swtpm.pid")
+	out, err := exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+dir,
+		"--server", "type=unixio,path="+sock, "--ctrl", "type=unixio,path="+filepath.Join(dir, "ctrl.sock"),
+		"--flags", "not-need-init,startup-clear", "--pid", "file="+pidFile, "--daemon").CombinedOutput()
+	if err != nil {
+		t.Fatalf("swtpm: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		b, err := os.ReadFile(pidFile)
+		var pid int
+		if _, serr := fmt.Sscan(string(b), &pid); err != nil || serr != nil || pid <= 1 {
+			t.Errorf("swtpm pid file: %v", err)
+			return
+		}
+		syscall.Kill(pid, syscall.SIGTERM)
+	})
+	for i := 0; i < 100 && !fileExists(sock); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	run(t, nil, exe, "unix:"+sock, filepath.Join(dir, "keys"))
 }
 
 // prototype is one function declared in loramesh.h.
