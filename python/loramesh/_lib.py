@@ -28,7 +28,8 @@ SEED_SIZE = 32
 SIGNATURE_SIZE = 64
 MAX_PUBLIC_KEY_SIZE = 33
 HASH_SIZE = 32
-MAX_PAYLOAD = 65471
+MAX_PAYLOAD = 65471       # plaintext and lm_respond reply limit
+MAX_INIT_PAYLOAD = 65437  # lm_initiate payload limit
 MAX_OVERHEAD = 23
 ERR_BUFFER_TOO_SMALL = 2
 

@@ -267,7 +267,11 @@ def tpm_device(device_or_socket) -> str:
 
 class TpmKeystore(_Keystore):
     """Identities in a TPM 2.0: key files in key_dir, keys in the TPM. auth
-    (at most 32 bytes, a bytearray is wiped) protects every key."""
+    (at most 32 bytes, a bytearray is wiped) protects every key.
+
+    Keep the keystore open while its identities are in use: the library
+    forgets the auth value (and the TPM connection) at close, after which a
+    TPM identity's sign and DH fail (with PinError)."""
 
     def __init__(self, device_or_socket, auth=None, key_dir=None):
         if key_dir is None:

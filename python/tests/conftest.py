@@ -47,3 +47,36 @@ def run_cli(home, *args, env=None, input=None, check=True):
         raise AssertionError("loramesh %s: rc %d\n%s%s" % (" ".join(args), p.returncode,
                                                           p.stdout.decode(), p.stderr.decode()))
     return p
+
+
+def _free_pair():
+    import socket
+    while True:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        p = s.getsockname()[1]
+        s.close()
+        try:
+            t = socket.socket()
+            t.bind(("127.0.0.1", p + 1))
+            t.close()
+            return p
+        except OSError:
+            continue
+
+
+@pytest.fixture(scope="session")
+def swtpm(tmp_path_factory):
+    """A throwaway swtpm on loopback TCP; returns "tcp:127.0.0.1:PORT"."""
+    d = tmp_path_factory.mktemp("swtpm")
+    port = _free_pair()
+    subprocess.run(["swtpm", "socket", "--tpm2", "--tpmstate", "dir=%s" % d,
+                    "--server", "type=tcp,port=%d,bindaddr=127.0.0.1" % port,
+                    "--ctrl", "type=tcp,port=%d,bindaddr=127.0.0.1" % (port + 1),
+                    "--flags", "not-need-init,startup-clear", "--pid", "file=%s/pid" % d, "--daemon"],
+                   check=True)
+    yield "tcp:127.0.0.1:%d" % port
+    try:
+        os.kill(int((d / "pid").read_text()), 15)
+    except (OSError, ValueError):
+        pass

@@ -240,3 +240,17 @@ def test_missing_library_says_where_it_looked(tmp_path):
     with pytest.raises(lm.LibraryNotFoundError):
         _lib.load(str(bogus))
     assert isinstance(e.value, OSError) and isinstance(e.value, lm.LoraMeshError)
+
+
+def test_size_limits():
+    a, b, s_a, s_b = pair()
+    with pytest.raises(lm.InvalidArgumentError):
+        s_a.encrypt(bytes(_lib.MAX_PAYLOAD + 1))
+    big = bytes(_lib.MAX_PAYLOAD)
+    assert s_b.decrypt(s_a.encrypt(big)) == big
+    card = lm.ContactCard(b.card("b"))
+    with pytest.raises(lm.MalformedError):
+        lm.Session.initiate(a, card, payload=bytes(_lib.MAX_INIT_PAYLOAD + 1))
+    s, m1 = lm.Session.initiate(a, card, payload=bytes(_lib.MAX_INIT_PAYLOAD))
+    r, m2 = lm.Session.respond(b, m1)
+    assert r.peer_payload == bytes(_lib.MAX_INIT_PAYLOAD)

@@ -173,3 +173,42 @@ def test_toml_subset():
     assert config._loads_subset(text) == data
     if config._toml:
         assert config._toml.loads(text) == data
+
+
+def test_serial_kiss_between_two_processes(nodes):
+    """Two CLI processes on two pty pairs joined by a relay (a radio link)."""
+    import select
+    import threading
+    env = nodes["env"]
+    (mh, ms), (hh, hs) = nodes["mem"], nodes["hsm"]
+    m1, s1 = os.openpty()
+    m2, s2 = os.openpty()
+    stop = threading.Event()
+
+    def relay():
+        while not stop.is_set():
+            r, _, _ = select.select([m1, m2], [], [], 0.1)
+            for fd in r:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    continue
+                os.write(m2 if fd == m1 else m1, data)
+
+    t = threading.Thread(target=relay, daemon=True)
+    t.start()
+    try:
+        lst = subprocess.Popen([sys.executable, "-m", "loramesh", "--home", str(hh), "--json", "listen",
+                                "--serial", os.ttyname(s2), "--count", "2", "--duration", "30"] + hs,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert json.loads(lst.stdout.readline())["event"] == "listening"
+        r = run_cli(mh, "send", "hsm", "over the air", "again", "--serial", os.ttyname(s1), *ms, env=env)
+        out, err = lst.communicate(timeout=30)
+        got = [json.loads(l) for l in out.decode().splitlines()]
+        assert [e.get("text") for e in got if e["event"] == "message"] == ["over the air", "again"], err
+        assert b"[me -> hsm] again" in r.stdout
+    finally:
+        stop.set()
+        t.join(2)
+        for fd in (m1, s1, m2, s2):
+            os.close(fd)
