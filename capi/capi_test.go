@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"regexp"
 	"strconv"
@@ -9,6 +11,8 @@ import (
 	"github.com/loramesh/loramesh-core/core"
 	"github.com/loramesh/loramesh-core/keystore"
 	"github.com/loramesh/loramesh-core/keystore/memory"
+	"github.com/loramesh/loramesh-core/keystore/pkcs11"
+	"github.com/loramesh/loramesh-core/keystore/tpm"
 )
 
 func header(t *testing.T) string {
@@ -165,5 +169,43 @@ func TestGuardRecovers(t *testing.T) {
 	}()
 	if rc != errReplay {
 		t.Fatalf("rc %d, want LM_ERR_REPLAY", rc)
+	}
+}
+
+// TestCodeOf: wrapped sentinels map to their codes, the more specific first.
+func TestCodeOf(t *testing.T) {
+	cases := []struct {
+		err  error
+		want cInt
+	}{
+		{core.ErrAuth, errAuth},
+		{core.ErrReplay, errReplay},
+		{core.ErrLimit, errLimit},
+		{core.ErrTooOld, errTooOld},
+		{core.ErrUnknownPeer, errUnknownPeer},
+		{core.ErrLockedMemory, errLockedMemory},
+		{core.ErrState, errState},
+		{keystore.ErrClosed, errState},
+		{core.ErrVersion, errVersion},
+		{core.ErrMalformed, errMalformed},
+		{fmt.Errorf("%w: %w", core.ErrBadCard, core.ErrMalformed), errBadCard},
+		{keystore.ErrAuth, errPIN},
+		{keystore.ErrLocked, errLocked},
+		{keystore.ErrNotFound, errNotFound},
+		{pkcs11.ErrTokenNotFound, errNotFound},
+		{keystore.ErrExists, errExists},
+		{keystore.ErrUnsupportedSuite, errUnsupported},
+		{keystore.ErrInvalidPublicKey, errInvalidKey},
+		{pkcs11.ErrURI, errInvalidArg},
+		{tpm.ErrNoDevice, errNotFound},
+		{&tpm.LockoutError{}, errLocked},
+		{pkcs11.ErrModuleLoad, errKeystore},
+		{keystore.ErrKeystore, errKeystore},
+		{errors.New("other"), errInternal},
+	}
+	for _, c := range cases {
+		if got := codeOf(fmt.Errorf("step: %w", c.err), errInternal); got != c.want {
+			t.Errorf("%v: code %d, want %d", c.err, got, c.want)
+		}
 	}
 }

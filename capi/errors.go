@@ -20,6 +20,9 @@ import (
 	"github.com/loramesh/loramesh-core/keystore/tpm"
 )
 
+// cInt lets the tests (which cannot use cgo) name the code type.
+type cInt = C.int
+
 // Error codes: the lm_error enum of loramesh.h (TestCodesMatchHeader).
 const (
 	ok                C.int = 0

@@ -44,7 +44,9 @@
  * Sizes are predictable: public keys are at most LM_MAX_PUBLIC_KEY_SIZE,
  * signatures LM_SIGNATURE_SIZE, a transport packet is lm_encrypt_size(n) for
  * n bytes of plaintext and a plaintext is never larger than LM_MAX_PAYLOAD.
- * Outputs holding plaintext are the caller's to wipe.
+ * Outputs are written only after every input has been read, so an output
+ * buffer may be the same memory as an input (in-place encrypt and decrypt
+ * work). Outputs holding plaintext are the caller's to wipe.
  *
  * Threads. Every function may be called from any thread at any time. Two
  * threads using one session, identity or responder are serialised inside the
@@ -58,12 +60,14 @@
  *     RLIMIT_CORE to 0 when the library is loaded: the host process no longer
  *     writes core dumps.
  *   - Secrets live in mlocked pages: the process needs RLIMIT_MEMLOCK
- *     headroom (about 64 KiB plus a page per open memory identity). When
- *     locking fails the call returns LM_ERR_LOCKED_MEMORY; nothing aborts.
+ *     headroom (64 KiB chunks for session and handshake keys, a few pages
+ *     for memguard's seeds and PINs, one page per secret passed in while a
+ *     call runs). When locking fails the call returns LM_ERR_LOCKED_MEMORY;
+ *     nothing aborts.
  *   - A Go c-shared library cannot be unloaded (dlclose does nothing useful)
  *     and does not survive fork(): the host must not fork after loading it
  *     unless the child immediately calls exec (posix_spawn/subprocess are
- *     fine). Locked key pages are MADV_WIPEONFORK.
+ *     fine). The session-key pages are MADV_WIPEONFORK.
  *   - Loading does nothing else: no keys, files, devices or locked memory are
  *     touched until a function is called.
  * ------------------------------------------------------------------------

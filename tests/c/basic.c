@@ -470,6 +470,25 @@ static void test_messages(struct pair p) {
 	CHECK(lm_session_decrypt(p.resp, a, na, out, &no), LM_ERR_REPLAY);
 	CHECK(lm_session_decrypt(p.resp, b, nb, out, &no), LM_ERR_REPLAY);
 
+	/* The receive window (64): 70 packets, the last delivered first. */
+	{
+		static uint8_t pk[70][32];
+		size_t pn[70];
+		for (int i = 0; i < 70; i++) {
+			pn[i] = sizeof pk[i];
+			OK(lm_session_encrypt(p.ini, (const uint8_t *)"w", 1, pk[i], &pn[i]));
+		}
+		no = sizeof out;
+		OK(lm_session_decrypt(p.resp, pk[69], pn[69], out, &no));
+		CHECK(lm_session_decrypt(p.resp, pk[0], pn[0], out, &no), LM_ERR_TOO_OLD);
+		CHECK(lm_session_decrypt(p.resp, pk[3], pn[3], out, &no), LM_ERR_TOO_OLD);
+		OK(lm_session_decrypt(p.resp, pk[10], pn[10], out, &no));
+		REQUIRE(no == 1 && out[0] == 'w');
+		no = sizeof out;
+		CHECK(lm_session_decrypt(p.resp, pk[10], pn[10], out, &no), LM_ERR_REPLAY);
+		OK(lm_session_decrypt(p.resp, pk[68], pn[68], out, &no));
+	}
+
 	/* Tampering: every byte of a fresh packet, and the session survives. */
 	na = sizeof a;
 	OK(lm_session_encrypt(p.resp, pt, sizeof pt, a, &na));
