@@ -50,13 +50,13 @@ func lm_card_create(h C.uint64_t, name *C.char, buf *C.uint8_t, n *C.size_t) (rc
 func lm_card_parse(card *C.uint8_t, n C.size_t, h *C.uint64_t) (rc C.int) {
 	defer guard(&rc)
 	const fn = "lm_card_parse"
+	if (card == nil && n != 0) || h == nil {
+		return failf(errInvalidArg, "%s: NULL argument", fn)
+	}
 	if n > maxCard {
 		return failf(errBadCard, "%s: card too long", fn)
 	}
-	b, good := goBytes(card, n) // a Card keeps its bytes: copy
-	if !good || h == nil {
-		return failf(errInvalidArg, "%s: NULL argument", fn)
-	}
+	b, _ := goBytes(card, n) // a Card keeps its bytes: copy
 	c, err := core.ParseCard(b)
 	if err != nil {
 		return fail(err, errBadCard)

@@ -21,7 +21,8 @@
  * makes the responders and initiators built on it fail with LM_ERR_STATE;
  * sessions do not depend on the identity or keystore once created.
  *
- * Input buffers. (ptr, len) pairs; ptr may be NULL only when len is 0. The
+ * Input buffers. (ptr, len) pairs; ptr may be NULL only when len is 0, and
+ * len may not exceed 64 MiB (else LM_ERR_INVALID_ARG). The
  * library copies what it keeps and never holds a pointer to caller memory
  * after a call returns. Secrets passed in (passphrases, PINs, auth values,
  * seeds) are copied into mlocked memory that is wiped when no longer needed;
@@ -30,7 +31,7 @@
  * OUTPUT BUFFER RULE (the only one, used by every function with a
  * variable-size output): the caller provides the buffer and a size_t
  * in/out length:
- *   - on entry, *len is the capacity of buf (buf may be NULL iff *len is 0);
+ *   - on entry, *len is the capacity of buf (buf may be NULL when *len is 0);
  *   - on LM_OK, *len is the number of bytes written;
  *   - if the buffer is too small, the function returns
  *     LM_ERR_BUFFER_TOO_SMALL, sets *len to the size needed, writes nothing

@@ -47,11 +47,15 @@ func lm_version() (s *C.char) {
 }
 
 //export lm_abi_version
-func lm_abi_version() C.int { return abiVersion }
+func lm_abi_version() (v C.int) {
+	defer func() { _ = recover() }()
+	return abiVersion
+}
 
 //export lm_secure_wipe
 func lm_secure_wipe(buf unsafe.Pointer, n C.size_t) {
-	C.lm__wipe(buf, n)
+	defer func() { _ = recover() }()
+	C.lm__wipe(buf, n) // in C: the compiler may not drop it
 }
 
 //export lm_locked_memory
