@@ -49,9 +49,11 @@
  * buffer may be the same memory as an input (in-place encrypt and decrypt
  * work). Outputs holding plaintext are the caller's to wipe.
  *
- * Threads. Every function may be called from any thread at any time. Two
- * threads using one session, identity or responder are serialised inside the
- * library. lm_last_error is per thread.
+ * Threads. Every function may be called from any thread at any time.
+ * Sessions and initiators lock internally (two threads on one session are
+ * serialised, never interleaved), responders and identities are safe for
+ * concurrent use, and the handle table is locked. lm_last_error is per
+ * thread.
  *
  * PROCESS-WIDE EFFECTS (read before loading the library):
  *   - Loading runs the Go runtime, which installs its own signal handlers
