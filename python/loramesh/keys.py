@@ -6,9 +6,9 @@ import stat
 import threading
 import weakref
 
-from . import _capi, _lib
+from . import _capi
 from ._lib import SUITE_P256, SUITE_X25519, suite_bit
-from .errors import HandleError, InvalidArgumentError, StateError, UnsupportedError
+from .errors import InvalidArgumentError, StateError, UnsupportedError
 
 SUITE_NAMES = {SUITE_X25519: "x25519", SUITE_P256: "p256"}
 

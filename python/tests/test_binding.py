@@ -1,5 +1,4 @@
 """The binding on its own: identities, cards, handshakes, bad input."""
-import ctypes
 import os
 
 import pytest
