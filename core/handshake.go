@@ -92,7 +92,7 @@ func Initiate(id keystore.Identity, rs keystore.PublicKey, payload []byte, cfg *
 	if err != nil {
 		return nil, nil, fmt.Errorf("initiate: %w", err)
 	}
-	if len(payload) > maxPayload {
+	if 2*suite.PublicKeySize()+32+len(payload) > maxMessage {
 		return nil, nil, fmt.Errorf("initiate: %w: payload too long", ErrMalformed)
 	}
 	st, err := initialize(suite, c.Prologue, rs)
@@ -270,7 +270,7 @@ func (r *Responder) Respond(packet, reply []byte) (sess *Session, payload, msg2 
 	default:
 		return nil, nil, nil, fmt.Errorf("respond: %w: not a handshake init", ErrMalformed)
 	}
-	if len(reply) > maxPayload {
+	if suite.PublicKeySize()+16+len(reply) > maxMessage {
 		return nil, nil, nil, fmt.Errorf("respond: %w: reply too long", ErrMalformed)
 	}
 	s, err := r.id.DHPublic(suite)

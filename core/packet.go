@@ -20,8 +20,8 @@ const (
 )
 
 const (
-	maxPayload = 65535 - 64 // Noise's message limit, less keys and tags
-	maxPacket  = 65535 + 16
+	maxMessage = 65535          // Noise's message limit, for every packet body
+	maxPacket  = maxMessage + 5 // plus the longest two-element header
 )
 
 // PacketKind returns the kind of a packet for dispatch (1 and 2: handshake

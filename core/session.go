@@ -87,7 +87,7 @@ func (s *Session) Encrypt(plaintext []byte) ([]byte, error) {
 	if s.closed {
 		return nil, fmt.Errorf("encrypt: %w", ErrState)
 	}
-	if len(plaintext) > maxPayload {
+	if 2+len(plaintext)+tagSize > maxMessage {
 		return nil, fmt.Errorf("encrypt: %w: plaintext too long", ErrMalformed)
 	}
 	if s.sendN >= s.maxMessages {

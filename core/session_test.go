@@ -196,3 +196,40 @@ func TestTenThousandSessionsLockedMemory(t *testing.T) {
 		s.Close()
 	}
 }
+
+// The largest payloads each packet can carry round trip; one byte more is
+// refused by the sender with ErrMalformed, never by the receiver.
+func TestLargestPayloads(t *testing.T) {
+	for _, s := range suites {
+		a, b := mustIdentity(t), mustIdentity(t)
+		n := s.PublicKeySize()
+		if _, _, err := core.Initiate(a, dhPub(t, b, s), make([]byte, 65535-2*n-32+1), nil); !errors.Is(err, core.ErrMalformed) {
+			t.Fatalf("oversized message 1: %v", err)
+		}
+		in, m1, err := core.Initiate(a, dhPub(t, b, s), make([]byte, 65535-2*n-32), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := core.NewResponder(b, nil)
+		if _, _, _, err := r.Respond(m1, make([]byte, 65535-n-16+1)); !errors.Is(err, core.ErrMalformed) {
+			t.Fatalf("oversized reply: %v", err)
+		}
+		rs, _, m2, err := r.Respond(m1, make([]byte, 65535-n-16))
+		if err != nil {
+			t.Fatalf("largest message 1 refused: %v", err)
+		}
+		is, _, err := in.Finish(m2)
+		if err != nil {
+			t.Fatalf("largest message 2 refused: %v", err)
+		}
+		if _, err := is.Encrypt(make([]byte, 65535-18+1)); !errors.Is(err, core.ErrMalformed) {
+			t.Fatal("oversized transport accepted")
+		}
+		ct, _ := is.Encrypt(make([]byte, 65535-18))
+		if _, err := rs.Decrypt(ct); err != nil {
+			t.Fatalf("largest transport refused: %v", err)
+		}
+		is.Close()
+		rs.Close()
+	}
+}
