@@ -181,7 +181,7 @@ func codeOf(err error, def C.int) C.int {
 		return errUnsupported
 	case errors.Is(err, keystore.ErrInvalidPublicKey):
 		return errInvalidKey
-	case errors.Is(err, pkcs11.ErrURI):
+	case errors.Is(err, pkcs11.ErrURI), errors.Is(err, keystore.ErrInvalidName):
 		return errInvalidArg
 	case errors.Is(err, tpm.ErrNoDevice):
 		return errNotFound

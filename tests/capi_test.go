@@ -144,7 +144,7 @@ func TestCThreads(t *testing.T) {
 func TestCSoftHSM(t *testing.T) {
 	env, err := softhsm.New()
 	if err != nil {
-		t.Skipf("SoftHSM2 not available: %v", err)
+		t.Fatalf("SoftHSM2 not available (make deps installs it): %v", err)
 	}
 	defer env.Cleanup()
 	tok, err := env.InitToken("capi-test", "7361")
@@ -159,7 +159,7 @@ func TestCSoftHSM(t *testing.T) {
 // daemon and stopped by the pid it writes.
 func TestCTPM(t *testing.T) {
 	if _, err := exec.LookPath("swtpm"); err != nil {
-		t.Skip("swtpm not installed")
+		t.Fatal("swtpm not installed (make deps installs it)")
 	}
 	exe := compile(t, "tpm")
 	dir := t.TempDir()

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -99,44 +98,7 @@ func Save(path string, id *Identity, pass *memguard.Enclave, p Params) error {
 	if err != nil {
 		return err
 	}
-	return writeNew(path, b)
-}
-
-// writeNew writes b to path atomically without replacing an existing file:
-// a temporary file, fsync, then link(2), which fails if path exists.
-func writeNew(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("%w: %s", keystore.ErrExists, filepath.Base(path))
-		}
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return keystore.WriteNew(path, b)
 }
 
 // Load reads and decrypts an identity file. A wrong passphrase gives
@@ -148,18 +110,12 @@ func Load(path string, pass *memguard.Enclave) (*Identity, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	var f identityFile
-	if len(b) > 4096 || decMode.Unmarshal(b, &f) != nil || f.Version != 1 ||
-		len(f.Salt) != 16 || len(f.Nonce) != chacha20poly1305.NonceSizeX ||
-		len(f.Sealed) != SeedSize+chacha20poly1305.Overhead {
-		return nil, ErrCorrupt
-	}
-	p := f.Params
-	if p.Time < 1 || p.Time > maxTime || p.Threads < 1 || p.Memory < 8*uint32(p.Threads) || p.Memory > maxMemory {
-		return nil, fmt.Errorf("%w: argon2id parameters out of range", ErrCorrupt)
+	f, err := parseFile(b)
+	if err != nil {
+		return nil, err
 	}
 	var id *Identity
-	err = fileKey(pass, f.Salt, p, func(key []byte) error {
+	err = fileKey(pass, f.Salt, f.Params, func(key []byte) error {
 		a, err := chacha20poly1305.NewX(key)
 		if err != nil {
 			return err
@@ -175,6 +131,21 @@ func Load(path string, pass *memguard.Enclave) (*Identity, error) {
 	return id, err
 }
 
+// parseFile decodes an identity file strictly and bounds its parameters.
+func parseFile(b []byte) (identityFile, error) {
+	var f identityFile
+	if len(b) > 4096 || decMode.Unmarshal(b, &f) != nil || f.Version != 1 ||
+		len(f.Salt) != 16 || len(f.Nonce) != chacha20poly1305.NonceSizeX ||
+		len(f.Sealed) != SeedSize+chacha20poly1305.Overhead {
+		return f, ErrCorrupt
+	}
+	p := f.Params
+	if p.Time < 1 || p.Time > maxTime || p.Threads < 1 || p.Memory < 8*uint32(p.Threads) || p.Memory > maxMemory {
+		return f, fmt.Errorf("%w: argon2id parameters out of range", ErrCorrupt)
+	}
+	return f, nil
+}
+
 // Keystore is a directory of identity files (NAME.lmid), all sealed under
 // one passphrase.
 type Keystore struct {
@@ -185,8 +156,6 @@ type Keystore struct {
 }
 
 var _ keystore.Keystore = (*Keystore)(nil)
-
-var validName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$`)
 
 const ext = ".lmid"
 
@@ -217,8 +186,8 @@ func Open(dir string, passphrase []byte, p *Params) (*Keystore, error) {
 }
 
 func (k *Keystore) path(name string) (string, error) {
-	if !validName.MatchString(name) {
-		return "", fmt.Errorf("%w: invalid identity name", keystore.ErrNotFound)
+	if err := keystore.CheckName(name); err != nil {
+		return "", err
 	}
 	return filepath.Join(k.dir, name+ext), nil
 }
@@ -279,7 +248,7 @@ func (k *Keystore) List() ([]string, error) {
 	var names []string
 	for _, e := range ents {
 		n, ok := strings.CutSuffix(e.Name(), ext)
-		if ok && e.Type().IsRegular() && validName.MatchString(n) {
+		if ok && e.Type().IsRegular() && keystore.CheckName(n) == nil {
 			names = append(names, n)
 		}
 	}

@@ -136,8 +136,8 @@ func TestKeystoreFiles(t *testing.T) {
 	if now, _ := os.ReadFile(path); !bytes.Equal(now, orig) {
 		t.Fatal("a failed open changed the file")
 	}
-	for _, n := range []string{"../x", "", ".hidden", "a/b"} {
-		if _, err := ks.Open(n); !errors.Is(err, keystore.ErrNotFound) {
+	for _, n := range []string{"../x", "", ".hidden", "a/b", "-rf"} {
+		if _, err := ks.Open(n); !errors.Is(err, keystore.ErrInvalidName) {
 			t.Fatalf("name %q: %v", n, err)
 		}
 	}

@@ -4,9 +4,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 
 	keyfile "github.com/foxboron/go-tpm-keyfiles"
 	"github.com/google/go-tpm/tpm2"
@@ -68,57 +65,4 @@ func decodeKey(b []byte) (*keyfile.TPMKey, error) {
 		return nil, errors.New("parent is not the owner-hierarchy SRK")
 	}
 	return k, nil
-}
-
-// validName keeps names to plain file names: no separators, no dot files.
-func validName(name string) error {
-	if name == "" || len(name) > 64 || name[0] == '.' {
-		return fmt.Errorf("tpm: invalid identity name: %w", keystore.ErrKeystore)
-	}
-	for _, c := range name {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return fmt.Errorf("tpm: invalid identity name: %w", keystore.ErrKeystore)
-		}
-	}
-	return nil
-}
-
-// writeNew writes data to path atomically with mode 0600: a temporary file
-// is synced, then hard-linked into place, which fails if path exists, so an
-// identity is never overwritten. The directory is synced last.
-func writeNew(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-*.pem")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(tmp, path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return keystore.ErrExists
-		}
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

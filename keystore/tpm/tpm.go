@@ -139,7 +139,7 @@ func (ks *Keystore) check(name string) error {
 	if ks.closed.Load() {
 		return keystore.ErrClosed
 	}
-	return validName(name)
+	return keystore.CheckName(name)
 }
 
 // Generate creates a P-256 identity (the only suite a TPM offers here) and
@@ -176,7 +176,7 @@ func (ks *Keystore) Generate(name string, suites ...keystore.Suite) (keystore.Id
 	}
 	pem, err := encodeKey(pub, priv, hasAuth)
 	if err == nil {
-		err = writeNew(ks.path(name), pem)
+		err = keystore.WriteNew(ks.path(name), pem)
 	}
 	if err != nil {
 		auth.Destroy()
@@ -259,7 +259,7 @@ func (ks *Keystore) List() ([]string, error) {
 	var names []string
 	for _, e := range es {
 		n, ok := strings.CutSuffix(e.Name(), ".pem")
-		if ok && e.Type().IsRegular() && validName(n) == nil {
+		if ok && e.Type().IsRegular() && keystore.CheckName(n) == nil {
 			names = append(names, n)
 		}
 	}
