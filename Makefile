@@ -61,6 +61,8 @@ pytest: lib
 run: deps lib
 	@if [ -x tests/run_demo.sh ]; then tests/run_demo.sh; else $(GO) run ./cmd/demo; fi
 
+# The Python row compares against the cryptography package when present.
+bench: DEBS += python3-cryptography
 bench: deps lib
 	$(GO) run ./tests/bench
 
