@@ -211,7 +211,10 @@ int lm_keystore_load(uint64_t keystore, const char *name, uint64_t *identity);
 int lm_keystore_delete(uint64_t keystore, const char *name);
 
 /* Closes the keystore handle (forgets its passphrase, PIN or auth value).
- * Identities loaded from it stay usable until closed. */
+ * Memory and PKCS#11 identities loaded from it stay usable until closed. A
+ * TPM identity with an auth value asks for it again after a wrong one or a
+ * reload, so once its keystore is closed such a call fails with
+ * LM_ERR_STATE: keep a TPM keystore open as long as its identities. */
 int lm_keystore_close(uint64_t keystore);
 
 /* ---- Identities --------------------------------------------------------- */

@@ -30,7 +30,7 @@ func (a *tpmAuth) get(string) ([]byte, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.val == nil {
-		return nil, fmt.Errorf("auth value forgotten: keystore handle closed: %w", keystore.ErrAuth)
+		return nil, fmt.Errorf("auth value forgotten: keystore handle closed: %w", keystore.ErrClosed)
 	}
 	return append([]byte(nil), a.val.bytes()...), nil
 }
