@@ -26,11 +26,24 @@ var slab struct {
 	inUse  int
 }
 
-// newKey returns a zeroed 32-byte slot of locked memory.
-func newKey() (*[32]byte, error) {
+// reserve slots are kept, when the slab cannot grow, for the keys that live
+// only while one message is encrypted or decrypted (newTempKey): when locked
+// memory runs out, new handshakes fail but established sessions still send
+// and receive.
+const reserve = 64
+
+// newKey returns a zeroed 32-byte slot of locked memory for a key that
+// outlives the call (chain keys, handshake state, skipped message keys).
+func newKey() (*[32]byte, error) { return allocKey(reserve + 1) }
+
+// newTempKey returns a slot for a key wiped before the call returns; it may
+// use the reserve.
+func newTempKey() (*[32]byte, error) { return allocKey(1) }
+
+func allocKey(need int) (*[32]byte, error) {
 	slab.mu.Lock()
 	defer slab.mu.Unlock()
-	if len(slab.free) == 0 {
+	if len(slab.free) < need {
 		if err := growSlab(); err != nil {
 			return nil, err
 		}

@@ -93,7 +93,7 @@ func (s *Session) Encrypt(plaintext []byte) ([]byte, error) {
 	if s.sendN >= s.maxMessages {
 		return nil, fmt.Errorf("encrypt: %w", ErrLimit)
 	}
-	mk, err := newKey()
+	mk, err := newTempKey()
 	if err != nil {
 		return nil, err
 	}
@@ -178,8 +178,12 @@ func (s *Session) Decrypt(packet []byte) ([]byte, error) {
 		freeKey(mk)
 		return nil, fmt.Errorf("decrypt: %w", err)
 	}
-	if err := newKeys(&ck, &mk); err != nil {
+	// Temporary slots: ck replaces s.recv, which is freed on success.
+	if ck, err = newTempKey(); err != nil {
 		ck = s.recv
+		return fail(err)
+	}
+	if mk, err = newTempKey(); err != nil {
 		return fail(err)
 	}
 	*ck = *s.recv

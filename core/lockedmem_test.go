@@ -1,0 +1,111 @@
+package core_test
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/keystore"
+	"github.com/loramesh/loramesh-core/keystore/memory"
+	"golang.org/x/sys/unix"
+)
+
+const memlockChild = "LORAMESH_MEMLOCK_CHILD"
+
+// When locked memory runs out, new sessions and identities fail with
+// ErrLockedMemory (memguard's panic never fires) and existing sessions keep
+// working. Runs in a child with RLIMIT_MEMLOCK at 192 KiB, as nobody when
+// root (CAP_IPC_LOCK ignores the limit).
+func TestLockedMemoryExhaustion(t *testing.T) {
+	if os.Getenv(memlockChild) != "" {
+		memlockExhaust(t)
+		return
+	}
+	dir, err := os.MkdirTemp("", "lmlock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	exe := filepath.Join(dir, "core.test")
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^TestLockedMemoryExhaustion$", "-test.v")
+	cmd.Env = append(os.Environ(), memlockChild+"=1")
+	cmd.Dir = dir
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "exhaustion handled") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
+
+func memlockExhaust(t *testing.T) {
+	lim := unix.Rlimit{Cur: 192 << 10, Max: 192 << 10}
+	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &lim); err != nil {
+		t.Fatal(err)
+	}
+	a, b := newP256Identity(), newP256Identity()
+	r := core.NewResponder(b, &core.Config{ReplayCache: 1})
+	var live []*core.Session
+	var err error
+	for len(live) < 100000 {
+		var in *core.Initiator
+		var m1, m2 []byte
+		var x, y *core.Session
+		if in, m1, err = core.Initiate(a, mustPub(t, b), nil, nil); err != nil {
+			break
+		}
+		if y, _, m2, err = r.Respond(m1, nil); err != nil {
+			in.Close()
+			break
+		}
+		if x, _, err = in.Finish(m2); err != nil {
+			break
+		}
+		live = append(live, x, y)
+	}
+	if !errors.Is(err, core.ErrLockedMemory) || len(live) < 1000 {
+		t.Fatalf("after %d sessions: %v", len(live), err)
+	}
+	// Take whatever lockable memory is left, so memguard has none either.
+	for {
+		p, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil || unix.Mlock(p) != nil {
+			break
+		}
+	}
+	if _, err := memory.Generate(); !errors.Is(err, core.ErrLockedMemory) {
+		t.Fatalf("memory identity without locked memory: %v", err)
+	}
+	for i := 0; i < len(live); i += 2 {
+		ct, err := live[i].Encrypt([]byte("still here"))
+		if err != nil {
+			t.Fatalf("session %d lost: %v", i, err)
+		}
+		if pt, err := live[i+1].Decrypt(ct); err != nil || string(pt) != "still here" {
+			t.Fatalf("session %d lost: %v", i, err)
+		}
+	}
+	t.Logf("exhaustion handled after %d sessions: %v", len(live), err)
+}
+
+func mustPub(t *testing.T, id keystore.Identity) keystore.PublicKey {
+	k, err := id.DHPublic(keystore.P256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
