@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"io"
+	"math/big"
 
 	"filippo.io/edwards25519"
 	"filippo.io/edwards25519/field"
@@ -187,11 +188,8 @@ func P256(out, k *[32]byte, peer keystore.PublicKey) (err error) {
 		return ErrUnsupportedSuite
 	}
 	Protect(func() {
-		px, py := elliptic.UnmarshalCompressed(elliptic.P256(), peer.Bytes())
-		if px == nil {
-			err = ErrInvalidPublicKey
-			return
-		}
+		u := peer.Uncompressed()
+		px, py := new(big.Int).SetBytes(u[1:33]), new(big.Int).SetBytes(u[33:])
 		x, _ := elliptic.P256().ScalarMult(px, py, k[:])
 		x.FillBytes(out[:])
 		var zero [32]byte

@@ -62,6 +62,7 @@ var (
 type PublicKey struct {
 	suite Suite
 	b     [33]byte
+	u     [65]byte // P-256: the uncompressed point, decompressed once at parse
 }
 
 // ParsePublicKey validates b as a public key of suite s: 32 bytes for X25519,
@@ -76,9 +77,13 @@ func ParsePublicKey(s Suite, b []byte) (PublicKey, error) {
 	if s == P256 {
 		// UnmarshalCompressed rejects x >= p and points with no square root;
 		// 33 bytes cannot encode the point at infinity.
-		if x, _ := elliptic.UnmarshalCompressed(elliptic.P256(), b); x == nil {
+		x, y := elliptic.UnmarshalCompressed(elliptic.P256(), b)
+		if x == nil {
 			return k, fmt.Errorf("%w: not a compressed P-256 point", ErrInvalidPublicKey)
 		}
+		k.u[0] = 4
+		x.FillBytes(k.u[1:33])
+		y.FillBytes(k.u[33:])
 	}
 	k.suite = s
 	copy(k.b[:], b)
@@ -108,17 +113,18 @@ func (k PublicKey) ECDH() (*ecdh.PublicKey, error) {
 	case X25519:
 		return ecdh.X25519().NewPublicKey(k.b[:32])
 	case P256:
-		x, y := elliptic.UnmarshalCompressed(elliptic.P256(), k.b[:])
-		if x == nil {
-			return nil, ErrInvalidPublicKey
-		}
-		u := make([]byte, 65)
-		u[0] = 4
-		x.FillBytes(u[1:33])
-		y.FillBytes(u[33:])
-		return ecdh.P256().NewPublicKey(u)
+		return ecdh.P256().NewPublicKey(k.u[:])
 	}
 	return nil, ErrUnsupportedSuite
+}
+
+// Uncompressed returns the SEC1 uncompressed form (65 bytes) of a P-256
+// key, nil for other suites.
+func (k PublicKey) Uncompressed() []byte {
+	if k.suite != P256 {
+		return nil
+	}
+	return append([]byte(nil), k.u[:]...)
 }
 
 // FromECDH converts a crypto/ecdh public key (X25519 or P-256) to a PublicKey.
