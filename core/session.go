@@ -165,64 +165,74 @@ func (s *Session) Decrypt(packet []byte) ([]byte, error) {
 	if n-s.recvN > maxJump {
 		return nil, fmt.Errorf("decrypt: %w: too far ahead", ErrTooOld)
 	}
-	// Work on a copy of the chain; commit only once the message opens.
-	ck, mk := s.recv, (*[32]byte)(nil)
-	var cands []skippedKey
-	fail := func(err error) ([]byte, error) {
-		for _, c := range cands {
-			freeKey(c.k)
-		}
-		if ck != s.recv {
-			freeKey(ck)
-		}
-		freeKey(mk)
+	// Work on a copy of the chain (temporary slots: ck replaces s.recv on
+	// success) and open the message before anything else is allocated, so
+	// a forged packet costs HMACs but never locked memory.
+	ck, err := newTempKey()
+	if err != nil {
 		return nil, fmt.Errorf("decrypt: %w", err)
 	}
-	// Temporary slots: ck replaces s.recv, which is freed on success.
-	if ck, err = newTempKey(); err != nil {
-		ck = s.recv
-		return fail(err)
+	mk, err := newTempKey()
+	if err != nil {
+		freeKey(ck)
+		return nil, fmt.Errorf("decrypt: %w", err)
 	}
-	if mk, err = newTempKey(); err != nil {
-		return fail(err)
-	}
-	*ck = *s.recv
-	// Slots for the keys of skipped messages still inside the window.
-	for i := max(s.recvN, (n+1)-min(n+1, uint64(s.window))); i < n; i++ {
-		k, err := newKey()
-		if err != nil {
-			return fail(err)
-		}
-		cands = append(cands, skippedKey{k, now})
-	}
+	defer freeKey(mk)
 	pt := make([]byte, 0, len(ct))
 	Protect(func() {
-		for i, j := s.recvN, 0; i < n; i++ {
-			if n-i > uint64(len(cands)) {
-				step(ck, mk)
-				continue
-			}
-			step(ck, cands[j].k)
-			j++
+		*ck = *s.recv
+		for i := s.recvN; i <= n; i++ {
+			step(ck, mk)
 		}
-		step(ck, mk)
 		pt, err = openRaw(mk, 0, pt, ad, ct)
 	})
 	if err != nil {
-		return fail(err)
+		freeKey(ck)
+		return nil, fmt.Errorf("decrypt: %w", err)
 	}
-	freeKey(mk)
+	s.keepSkipped(n, now, mk)
 	freeKey(s.recv)
 	s.recv = ck
-	if len(cands) > 0 && s.skipped == nil {
-		s.skipped = make(map[uint64]skippedKey)
-	}
-	for i, c := range cands {
-		s.skipped[n-uint64(len(cands)-i)] = c
-	}
 	s.recvN = n + 1
 	s.expire(now)
 	return pt, nil
+}
+
+// keepSkipped stores the keys of the messages between recvN and n that are
+// still inside the window, re-deriving them from the receive chain (scratch
+// is a free slot). When locked memory is short it keeps fewer, the latest:
+// the others count as lost, and the session goes on.
+func (s *Session) keepSkipped(n uint64, now time.Time, scratch *[32]byte) {
+	want := min(n-s.recvN, uint64(s.window-1))
+	var keys []*[32]byte
+	for range want {
+		k, err := newKey()
+		if err != nil {
+			break
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return
+	}
+	if s.skipped == nil {
+		s.skipped = make(map[uint64]skippedKey)
+	}
+	first := n - uint64(len(keys))
+	Protect(func() {
+		var discard [32]byte
+		*scratch = *s.recv
+		for i := s.recvN; i < n; i++ {
+			if i < first {
+				step(scratch, &discard)
+				continue
+			}
+			k := keys[i-first]
+			step(scratch, k)
+			s.skipped[i] = skippedKey{k, now}
+		}
+		Wipe(discard[:])
+	})
 }
 
 // expire drops skipped keys that are older than maxAge or have fallen out of

@@ -233,3 +233,24 @@ func TestLargestPayloads(t *testing.T) {
 		rs.Close()
 	}
 }
+
+// A forged packet far ahead costs HMACs, never locked memory.
+func TestForgedAheadAllocatesNothing(t *testing.T) {
+	is, rs := handshake(t, mustIdentity(t), mustIdentity(t), keystore.X25519, nil)
+	cts := send(t, is, 60)
+	_, before := core.LockedMemory()
+	bad := bytes.Clone(cts[59])
+	bad[len(bad)-1] ^= 1
+	if _, err := rs.Decrypt(bad); !errors.Is(err, core.ErrAuth) {
+		t.Fatal(err)
+	}
+	if _, after := core.LockedMemory(); after != before {
+		t.Fatalf("forged packet left %d bytes of locked memory in use", after-before)
+	}
+	if _, err := rs.Decrypt(cts[59]); err != nil {
+		t.Fatal(err)
+	}
+	if _, after := core.LockedMemory(); after != before+59*32 {
+		t.Fatalf("59 skipped keys should hold %d bytes, hold %d", 59*32, after-before)
+	}
+}
