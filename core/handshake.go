@@ -1,6 +1,7 @@
 package core
 
 import (
+	"container/list"
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
@@ -30,7 +31,7 @@ type Config struct {
 	Window        int           // receive window in messages (default 64, max 4096)
 	SkippedMaxAge time.Duration // a skipped message key is dropped after this (default 10 min)
 	MaxMessages   uint64        // per direction; then ErrLimit (default 2^32)
-	ReplayCache   int           // responder: message-1 ephemerals remembered (default 4096)
+	ReplayCache   int           // responder: initiators whose recent messages 1 are remembered (default 4096)
 }
 
 func (c *Config) orDefault() Config {
@@ -220,13 +221,32 @@ type Responder struct {
 
 	mu      sync.Mutex
 	allowed []keystore.PublicKey // nil: anyone
-	seen    map[[16]byte]struct{}
-	order   [][16]byte // FIFO of seen, for eviction
+	replay  replayCache
 }
+
+// replayCache remembers, per initiator static key, the ephemeral keys of its
+// last replayDepth accepted messages 1, for the ReplayCache most recently
+// seen initiators. Partitioned by peer so that one initiator can evict only
+// its own entries; only a crowd of other initiators can push a peer out.
+type replayCache struct {
+	tags  map[[16]byte]bool
+	peers map[string]*list.Element // of *peerTags, most recent in front
+	lru   list.List
+}
+
+type peerTags struct {
+	peer string
+	tags [][16]byte
+}
+
+const replayDepth = 16
 
 // NewResponder answers handshakes for id.
 func NewResponder(id keystore.Identity, cfg *Config) *Responder {
-	return &Responder{id: id, cfg: cfg.orDefault(), seen: make(map[[16]byte]struct{})}
+	r := &Responder{id: id, cfg: cfg.orDefault()}
+	r.replay.tags = make(map[[16]byte]bool)
+	r.replay.peers = make(map[string]*list.Element)
+	return r
 }
 
 // Allow restricts the initiators answered to these static keys (added to
@@ -357,7 +377,7 @@ func (r *Responder) Respond(packet, reply []byte) (sess *Session, payload, msg2 
 	}
 	// Remembered only once message 1 authenticated, so forgeries cannot
 	// evict genuine entries; only a peer that passes Allow can.
-	if !r.remember(tag) {
+	if !r.remember(tag, rs) {
 		sess.Close()
 		return nil, nil, nil, fmt.Errorf("respond: %w", ErrReplay)
 	}
@@ -373,23 +393,39 @@ func replayTag(e []byte) (t [16]byte) {
 func (r *Responder) replayed(t [16]byte) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, ok := r.seen[t]
-	return ok
+	return r.replay.tags[t]
 }
 
-// remember records t, evicting the oldest entry past the cache size. It
-// reports false if a concurrent Respond recorded t first.
-func (r *Responder) remember(t [16]byte) bool {
+// remember records t for peer. It reports false if a concurrent Respond
+// recorded t first.
+func (r *Responder) remember(t [16]byte, peer keystore.PublicKey) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.seen[t]; ok {
+	c := &r.replay
+	if c.tags[t] {
 		return false
 	}
-	if len(r.order) >= r.cfg.ReplayCache {
-		delete(r.seen, r.order[0])
-		r.order = r.order[1:]
+	key := string(peer.Bytes())
+	e, ok := c.peers[key]
+	if ok {
+		c.lru.MoveToFront(e)
+	} else {
+		e = c.lru.PushFront(&peerTags{peer: key})
+		c.peers[key] = e
 	}
-	r.seen[t] = struct{}{}
-	r.order = append(r.order, t)
+	p := e.Value.(*peerTags)
+	p.tags = append(p.tags, t)
+	c.tags[t] = true
+	if len(p.tags) > replayDepth {
+		delete(c.tags, p.tags[0])
+		p.tags = p.tags[1:]
+	}
+	if c.lru.Len() > r.cfg.ReplayCache {
+		old := c.lru.Remove(c.lru.Back()).(*peerTags)
+		delete(c.peers, old.peer)
+		for _, t := range old.tags {
+			delete(c.tags, t)
+		}
+	}
 	return true
 }

@@ -359,3 +359,27 @@ func TestLowOrderAndInvalidKeys(t *testing.T) {
 		t.Fatal("point at infinity accepted")
 	}
 }
+
+// One initiator, however busy, cannot push another's message 1 out of the
+// replay cache.
+func TestReplayCacheIsPartitionedByPeer(t *testing.T) {
+	victim, attacker, b := mustIdentity(t), mustIdentity(t), mustIdentity(t)
+	r := core.NewResponder(b, &core.Config{ReplayCache: 2})
+	_, m1, _ := core.Initiate(victim, dhPub(t, b, keystore.X25519), []byte("pay 10"), nil)
+	s, _, _, err := r.Respond(m1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for range 100 {
+		_, a1, _ := core.Initiate(attacker, dhPub(t, b, keystore.X25519), nil, nil)
+		s, _, _, err := r.Respond(a1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	if _, p, _, err := r.Respond(m1, nil); !errors.Is(err, core.ErrReplay) || p != nil {
+		t.Fatalf("victim's message 1 replayed after another peer's flood: %v", err)
+	}
+}
