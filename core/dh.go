@@ -87,8 +87,7 @@ func x25519Base(dst, k *[32]byte) error {
 // one implementation.
 func X25519(dst, scalar, point *[32]byte) error {
 	x25519(dst, scalar, point)
-	var zero [32]byte
-	if subtle.ConstantTimeCompare(dst[:], zero[:]) == 1 {
+	if isZero(dst) {
 		return fmt.Errorf("%w: X25519 output is zero", ErrInvalidPublicKey)
 	}
 	return nil
@@ -192,10 +191,18 @@ func P256(out, k *[32]byte, peer keystore.PublicKey) (err error) {
 		px, py := new(big.Int).SetBytes(u[1:33]), new(big.Int).SetBytes(u[33:])
 		x, _ := elliptic.P256().ScalarMult(px, py, k[:])
 		x.FillBytes(out[:])
-		var zero [32]byte
-		if subtle.ConstantTimeCompare(out[:], zero[:]) == 1 {
+		if isZero(out) {
 			err = fmt.Errorf("%w: P-256 product is the point at infinity", ErrInvalidPublicKey)
 		}
 	})
 	return err
+}
+
+// isZero reports in constant time whether k is all zeros.
+func isZero(k *[32]byte) bool {
+	var acc byte
+	for _, b := range k {
+		acc |= b
+	}
+	return subtle.ConstantTimeByteEq(acc, 0) == 1
 }

@@ -11,12 +11,12 @@ func DecodePacket(b []byte) (uint8, []byte, error) { return decodeAny(b) }
 // NoiseSeal encrypts as a Noise CipherState keyed with the session's first
 // send key (nonce 0, empty ad): valid only before the first Encrypt.
 func (s *Session) NoiseSeal(pt []byte) []byte {
-	a, _ := chacha20poly1305.New(s.send[:])
+	a, _ := chacha20poly1305.New(s.k.send[:])
 	return a.Seal(nil, nonce(0), pt, nil)
 }
 
 func (s *Session) NoiseOpen(ct []byte) ([]byte, error) {
-	a, _ := chacha20poly1305.New(s.recv[:])
+	a, _ := chacha20poly1305.New(s.k.recv[:])
 	return a.Open(nil, nonce(0), ct, nil)
 }
 

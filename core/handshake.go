@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"time"
 
@@ -77,10 +78,29 @@ type Initiator struct {
 	id   keystore.Identity
 	rs   keystore.PublicKey
 	cfg  Config
-	st   *symmetric
-	e    *[32]byte // ephemeral private key
+	sec  *pending
 	done bool
+	bad  int // messages 2 that failed after a DH with the identity
 }
+
+// pending is an Initiator's secret state, apart from it so that a cleanup
+// can wipe it when an Initiator is dropped unfinished (a lost message 2).
+type pending struct {
+	st *symmetric
+	e  *[32]byte // ephemeral private key
+}
+
+func (p *pending) free() {
+	p.st.free()
+	freeKey(p.e)
+	p.st, p.e = nil, nil
+}
+
+// maxBadResponses bounds the identity DH operations that forged messages 2
+// can cost one handshake (each se is a token or TPM operation): enough to
+// ride out a noisy shared channel, few enough that a forger cannot keep a
+// TPM busy.
+const maxBadResponses = 64
 
 // Initiate writes handshake message 1 to the responder whose static key is rs,
 // carrying payload (encrypted, but without forward secrecy against a later
@@ -127,7 +147,7 @@ func Initiate(id keystore.Identity, rs keystore.PublicKey, payload []byte, cfg *
 	// s
 	msg = st.encryptAndHash(msg, s.Bytes())
 	// ss
-	if err := id.DH(rs, dh); err != nil {
+	if err := identityDH(id, rs, dh); err != nil {
 		return fail("ss", err)
 	}
 	st.mixKey(dh)
@@ -136,7 +156,9 @@ func Initiate(id keystore.Identity, rs keystore.PublicKey, payload []byte, cfg *
 	if suite == keystore.P256 {
 		kind = kindInitP256
 	}
-	return &Initiator{id: id, rs: rs, cfg: c, st: st, e: e}, encodePacket(kind, msg), nil
+	in := &Initiator{id: id, rs: rs, cfg: c, sec: &pending{st: st, e: e}}
+	runtime.AddCleanup(in, (*pending).free, in.sec)
+	return in, encodePacket(kind, msg), nil
 }
 
 // Finish reads handshake message 2 and returns the session and the
@@ -145,7 +167,7 @@ func Initiate(id keystore.Identity, rs keystore.PublicKey, payload []byte, cfg *
 func (in *Initiator) Finish(packet []byte) (*Session, []byte, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if in.done || in.st == nil {
+	if in.done {
 		return nil, nil, fmt.Errorf("finish: %w", ErrState)
 	}
 	body, err := decodePacket(packet, kindResponse)
@@ -162,7 +184,7 @@ func (in *Initiator) Finish(packet []byte) (*Session, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("finish: e: %w", err)
 	}
-	st, err := in.st.clone()
+	st, err := in.sec.st.clone()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -174,32 +196,37 @@ func (in *Initiator) Finish(packet []byte) (*Session, []byte, error) {
 	defer freeKey(dh)
 	st.mixHash(body[:n])
 	// ee
-	if err := ephemeralDH(in.e, re, dh); err != nil {
+	if err := ephemeralDH(in.sec.e, re, dh); err != nil {
 		return nil, nil, fmt.Errorf("finish: ee: %w", err)
 	}
 	st.mixKey(dh)
 	// se
-	if err := in.id.DH(re, dh); err != nil {
-		return nil, nil, fmt.Errorf("finish: se: %w", err)
+	if err := identityDH(in.id, re, dh); err != nil {
+		return nil, nil, in.failed(fmt.Errorf("finish: se: %w", err))
 	}
 	st.mixKey(dh)
 	payload, err := st.decryptAndHash(body[n:])
 	if err != nil {
-		return nil, nil, fmt.Errorf("finish: payload: %w", err)
+		return nil, nil, in.failed(fmt.Errorf("finish: payload: %w", err))
 	}
 	sess, err := newSession(st, true, suite, in.rs, in.cfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	in.done = true
-	in.free()
+	in.sec.free()
 	return sess, payload, nil
 }
 
-func (in *Initiator) free() {
-	in.st.free()
-	freeKey(in.e)
-	in.st, in.e = nil, nil
+// failed counts a message 2 that cost an identity DH; past maxBadResponses
+// the handshake is abandoned.
+func (in *Initiator) failed(err error) error {
+	if in.bad++; in.bad >= maxBadResponses {
+		in.done = true
+		in.sec.free()
+		return fmt.Errorf("%w; %d bad responses, handshake abandoned: %w", err, in.bad, ErrState)
+	}
+	return err
 }
 
 // Close abandons the handshake and wipes its secrets.
@@ -207,9 +234,7 @@ func (in *Initiator) Close() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.done = true
-	if in.st != nil {
-		in.free()
-	}
+	in.sec.free()
 }
 
 // Responder answers handshakes for one identity. It remembers the ephemeral
@@ -327,7 +352,7 @@ func (r *Responder) Respond(packet, reply []byte) (sess *Session, payload, msg2 
 	}
 	st.mixHash(body[:n])
 	// es
-	if err := r.id.DH(re, dh); err != nil {
+	if err := identityDH(r.id, re, dh); err != nil {
 		return fail("es", err)
 	}
 	st.mixKey(dh)
@@ -344,7 +369,7 @@ func (r *Responder) Respond(packet, reply []byte) (sess *Session, payload, msg2 
 		return fail("s", ErrUnknownPeer)
 	}
 	// ss
-	if err := r.id.DH(rs, dh); err != nil {
+	if err := identityDH(r.id, rs, dh); err != nil {
 		return fail("ss", err)
 	}
 	st.mixKey(dh)
@@ -382,6 +407,18 @@ func (r *Responder) Respond(packet, reply []byte) (sess *Session, payload, msg2 
 		return nil, nil, nil, fmt.Errorf("respond: %w", ErrReplay)
 	}
 	return sess, payload, encodePacket(kindResponse, out), nil
+}
+
+// identityDH asks the keystore for a static-key DH and refuses an all-zero
+// result itself, whatever the backend checks.
+func identityDH(id keystore.Identity, peer keystore.PublicKey, out *[32]byte) error {
+	if err := id.DH(peer, out); err != nil {
+		return err
+	}
+	if isZero(out) {
+		return fmt.Errorf("%w: DH output is zero", ErrInvalidPublicKey)
+	}
+	return nil
 }
 
 func replayTag(e []byte) (t [16]byte) {

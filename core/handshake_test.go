@@ -383,3 +383,30 @@ func TestReplayCacheIsPartitionedByPeer(t *testing.T) {
 		t.Fatalf("victim's message 1 replayed after another peer's flood: %v", err)
 	}
 }
+
+// Forged messages 2 that reach the identity's DH are bounded per handshake.
+func TestForgedResponsesAreBounded(t *testing.T) {
+	a, b := newP256Identity(), mustIdentity(t)
+	in, m1, _ := core.Initiate(a, dhPub(t, b, keystore.P256), nil, nil)
+	_, _, m2, err := core.NewResponder(b, nil).Respond(m1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(m2)
+	bad[len(bad)-1] ^= 1
+	for i := 1; ; i++ {
+		_, _, err := in.Finish(bad)
+		if errors.Is(err, core.ErrState) {
+			if i != 64 || a.PrivateKeyOps() != 1+64 {
+				t.Fatalf("abandoned after %d forgeries, %d identity ops", i, a.PrivateKeyOps())
+			}
+			break
+		}
+		if i > 64 {
+			t.Fatal("forged messages 2 are not bounded")
+		}
+	}
+	if _, _, err := in.Finish(m2); !errors.Is(err, core.ErrState) {
+		t.Fatalf("abandoned handshake finished: %v", err)
+	}
+}

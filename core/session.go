@@ -3,6 +3,7 @@ package core
 import (
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -24,14 +25,30 @@ type Session struct {
 	suite       keystore.Suite
 	peer        keystore.PublicKey
 	hash        [32]byte
-	send, recv  *[32]byte
+	k           *chains
 	sendN       uint64 // number of the next message to send
 	recvN       uint64 // number of the next message the receive chain yields
-	skipped     map[uint64]skippedKey
 	window      int
 	maxAge      time.Duration
 	maxMessages uint64
 	closed      bool
+}
+
+// chains holds a session's locked slots, apart from the Session so that a
+// cleanup can free them when a Session is dropped without Close.
+type chains struct {
+	send, recv *[32]byte
+	skipped    map[uint64]skippedKey
+}
+
+func (c *chains) free() {
+	freeKey(c.send)
+	freeKey(c.recv)
+	c.send, c.recv = nil, nil
+	for _, sk := range c.skipped {
+		freeKey(sk.k)
+	}
+	c.skipped = nil
 }
 
 type skippedKey struct {
@@ -45,15 +62,16 @@ type skippedKey struct {
 const maxJump = 1024
 
 func newSession(st *symmetric, initiator bool, suite keystore.Suite, peer keystore.PublicKey, c Config) (*Session, error) {
-	s := &Session{suite: suite, peer: peer, hash: st.h, window: c.Window, maxAge: c.SkippedMaxAge, maxMessages: c.MaxMessages}
-	if err := newKeys(&s.send, &s.recv); err != nil {
+	s := &Session{suite: suite, peer: peer, hash: st.h, window: c.Window, maxAge: c.SkippedMaxAge, maxMessages: c.MaxMessages, k: &chains{}}
+	if err := newKeys(&s.k.send, &s.k.recv); err != nil {
 		return nil, err
 	}
+	runtime.AddCleanup(s, (*chains).free, s.k)
 	// Split: the initiator sends with the first key.
 	if initiator {
-		st.split(s.send, s.recv)
+		st.split(s.k.send, s.k.recv)
 	} else {
-		st.split(s.recv, s.send)
+		st.split(s.k.recv, s.k.send)
 	}
 	return s, nil
 }
@@ -103,7 +121,7 @@ func (s *Session) Encrypt(plaintext []byte) ([]byte, error) {
 	binary.BigEndian.PutUint16(body, uint16(n))
 	ad := transportAD(n)
 	Protect(func() {
-		step(s.send, mk)
+		step(s.k.send, mk)
 		body = sealRaw(mk, 0, body, ad, plaintext)
 	})
 	s.sendN++
@@ -147,7 +165,7 @@ func (s *Session) Decrypt(packet []byte) ([]byte, error) {
 		return nil, fmt.Errorf("decrypt: %w", ErrLimit)
 	}
 	if n < s.recvN {
-		sk, ok := s.skipped[n]
+		sk, ok := s.k.skipped[n]
 		if !ok {
 			if s.recvN-n <= uint64(s.window) {
 				return nil, fmt.Errorf("decrypt: %w", ErrReplay)
@@ -158,14 +176,14 @@ func (s *Session) Decrypt(packet []byte) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("decrypt: %w", err)
 		}
-		delete(s.skipped, n)
+		delete(s.k.skipped, n)
 		freeKey(sk.k)
 		return pt, nil
 	}
 	if n-s.recvN > maxJump {
 		return nil, fmt.Errorf("decrypt: %w: too far ahead", ErrTooOld)
 	}
-	// Work on a copy of the chain (temporary slots: ck replaces s.recv on
+	// Work on a copy of the chain (temporary slots: ck replaces s.k.recv on
 	// success) and open the message before anything else is allocated, so
 	// a forged packet costs HMACs but never locked memory.
 	ck, err := newTempKey()
@@ -180,7 +198,7 @@ func (s *Session) Decrypt(packet []byte) ([]byte, error) {
 	defer freeKey(mk)
 	pt := make([]byte, 0, len(ct))
 	Protect(func() {
-		*ck = *s.recv
+		*ck = *s.k.recv
 		for i := s.recvN; i <= n; i++ {
 			step(ck, mk)
 		}
@@ -191,8 +209,8 @@ func (s *Session) Decrypt(packet []byte) ([]byte, error) {
 		return nil, fmt.Errorf("decrypt: %w", err)
 	}
 	s.keepSkipped(n, now, mk)
-	freeKey(s.recv)
-	s.recv = ck
+	freeKey(s.k.recv)
+	s.k.recv = ck
 	s.recvN = n + 1
 	s.expire(now)
 	return pt, nil
@@ -215,13 +233,13 @@ func (s *Session) keepSkipped(n uint64, now time.Time, scratch *[32]byte) {
 	if len(keys) == 0 {
 		return
 	}
-	if s.skipped == nil {
-		s.skipped = make(map[uint64]skippedKey)
+	if s.k.skipped == nil {
+		s.k.skipped = make(map[uint64]skippedKey)
 	}
 	first := n - uint64(len(keys))
 	Protect(func() {
 		var discard [32]byte
-		*scratch = *s.recv
+		*scratch = *s.k.recv
 		for i := s.recvN; i < n; i++ {
 			if i < first {
 				step(scratch, &discard)
@@ -229,7 +247,7 @@ func (s *Session) keepSkipped(n uint64, now time.Time, scratch *[32]byte) {
 			}
 			k := keys[i-first]
 			step(scratch, k)
-			s.skipped[i] = skippedKey{k, now}
+			s.k.skipped[i] = skippedKey{k, now}
 		}
 		Wipe(discard[:])
 	})
@@ -238,14 +256,14 @@ func (s *Session) keepSkipped(n uint64, now time.Time, scratch *[32]byte) {
 // expire drops skipped keys that are older than maxAge or have fallen out of
 // the window.
 func (s *Session) expire(now time.Time) {
-	for i, sk := range s.skipped {
+	for i, sk := range s.k.skipped {
 		if now.Sub(sk.at) > s.maxAge || s.recvN-i > uint64(s.window) {
 			freeKey(sk.k)
-			delete(s.skipped, i)
+			delete(s.k.skipped, i)
 		}
 	}
-	if len(s.skipped) == 0 {
-		s.skipped = nil
+	if len(s.k.skipped) == 0 {
+		s.k.skipped = nil
 	}
 }
 
@@ -257,11 +275,5 @@ func (s *Session) Close() {
 		return
 	}
 	s.closed = true
-	freeKey(s.send)
-	freeKey(s.recv)
-	s.send, s.recv = nil, nil
-	for _, sk := range s.skipped {
-		freeKey(sk.k)
-	}
-	s.skipped = nil
+	s.k.free()
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/loramesh/loramesh-core/core"
 	"github.com/loramesh/loramesh-core/keystore"
@@ -253,4 +255,29 @@ func TestForgedAheadAllocatesNothing(t *testing.T) {
 	if _, after := core.LockedMemory(); after != before+59*32 {
 		t.Fatalf("59 skipped keys should hold %d bytes, hold %d", 59*32, after-before)
 	}
+}
+
+// Sessions and handshakes dropped without Close give their locked slots back
+// once collected (a lost message 2 must not leak locked memory).
+func TestDroppedObjectsFreeLockedMemory(t *testing.T) {
+	a, b := mustIdentity(t), mustIdentity(t)
+	runtime.GC()
+	_, before := core.LockedMemory()
+	func() {
+		for range 50 {
+			core.Initiate(a, dhPub(t, b, keystore.X25519), nil, nil)
+			in, m1, _ := core.Initiate(a, dhPub(t, b, keystore.X25519), nil, nil)
+			_, _, m2, _ := core.NewResponder(b, nil).Respond(m1, nil)
+			in.Finish(m2)
+		}
+	}()
+	for range 100 {
+		runtime.GC()
+		if _, now := core.LockedMemory(); now == before {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, now := core.LockedMemory()
+	t.Fatalf("%d bytes of locked memory still held by dropped objects", now-before)
 }
