@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -62,7 +63,10 @@ func validName(n string) bool {
 	if n == "" || len(n) > maxName || !utf8.ValidString(n) {
 		return false
 	}
-	return strings.IndexFunc(n, unicode.IsControl) < 0
+	// Printable only: no control characters, and no format characters
+	// (U+202E right-to-left override, zero-width joiners) that would let
+	// one name display as another.
+	return strings.IndexFunc(n, func(r rune) bool { return !unicode.IsPrint(r) }) < 0
 }
 
 // NewCard creates and signs id's card under name.
@@ -118,8 +122,11 @@ func derToRaw(der []byte) ([]byte, error) {
 		!seq.ReadASN1Integer(&r) || !seq.ReadASN1Integer(&s) || !seq.Empty() {
 		return nil, fmt.Errorf("%w: bad ECDSA signature from signer", ErrKeystore)
 	}
-	r, s = new(big.Int).SetBytes(r).FillBytes(make([]byte, 32)), new(big.Int).SetBytes(s).FillBytes(make([]byte, 32))
-	return append(r, s...), nil
+	ri, si := new(big.Int).SetBytes(r), new(big.Int).SetBytes(s)
+	if ri.Sign() == 0 || si.Sign() == 0 || ri.BitLen() > 256 || si.BitLen() > 256 {
+		return nil, fmt.Errorf("%w: bad ECDSA signature from signer", ErrKeystore)
+	}
+	return append(ri.FillBytes(make([]byte, 32)), si.FillBytes(make([]byte, 32))...), nil
 }
 
 // ParseCard decodes and verifies a card strictly: canonical CBOR, known
@@ -142,7 +149,7 @@ func ParseCard(b []byte) (*Card, error) {
 	if !validName(body.Name) {
 		return nil, fmt.Errorf("%w: invalid name", ErrBadCard)
 	}
-	c := &Card{Name: body.Name, SigAlg: body.SigAlg, dh: map[keystore.Suite]keystore.PublicKey{}, raw: b}
+	c := &Card{Name: body.Name, SigAlg: body.SigAlg, dh: map[keystore.Suite]keystore.PublicKey{}, raw: bytes.Clone(b)}
 	msg := append([]byte(cardContext), p.Body...)
 	switch body.SigAlg {
 	case SigEd25519:

@@ -61,7 +61,7 @@ func TestCards(t *testing.T) {
 			t.Fatal("trailing byte accepted")
 		}
 	}
-	for _, name := range []string{"", "bell\a", string(make([]byte, 65)), "\xff"} {
+	for _, name := range []string{"", "bell\a", string(make([]byte, 65)), "\xff", "bob\u202egpj", "a\u200db"} {
 		if _, err := core.NewCard(mem, name); !errors.Is(err, core.ErrBadCard) {
 			t.Fatalf("name %q: %v", name, err)
 		}

@@ -65,13 +65,10 @@ func x25519(dst, scalar, u *[32]byte) {
 	Wipe(k[:])
 }
 
-// X25519Base is the X25519 base point, u = 9.
-var X25519Base = []byte{9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
-
-// x25519Base computes X25519(k, 9) with the fixed-base Edwards tables, about
-// three times faster than a ladder: clamped k times the base point, in
-// Montgomery form.
-func x25519Base(dst, k *[32]byte) error {
+// X25519Base computes the public key X25519(k, 9) with the fixed-base
+// Edwards tables, about three times faster than a ladder: clamped k times
+// the base point, in Montgomery form.
+func X25519Base(dst, k *[32]byte) error {
 	var s edwards25519.Scalar
 	if _, err := s.SetBytesWithClamping(k[:]); err != nil {
 		return err
@@ -105,7 +102,7 @@ func newEphemeral(s keystore.Suite, rand io.Reader, priv *[32]byte) (pub keystor
 				return
 			}
 			var u [32]byte
-			if err = x25519Base(&u, priv); err == nil {
+			if err = X25519Base(&u, priv); err == nil {
 				pub, err = keystore.ParsePublicKey(s, u[:])
 			}
 		case keystore.P256:

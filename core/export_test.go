@@ -24,8 +24,6 @@ func Reconstruct(next uint64, t uint16) uint64 { return reconstruct(next, t) }
 
 func X25519Ladder(dst, k, u *[32]byte) { x25519(dst, k, u) }
 
-func X25519BaseMult(dst, k *[32]byte) error { return x25519Base(dst, k) }
-
 const KindTransport, KindInitX25519, KindInitP256, KindResponse = kindTransport, kindInitX25519, kindInitP256, kindResponse
 
 func HMAC(out *[32]byte, key []byte, data ...[]byte) { hmacInto(out, key, data...) }

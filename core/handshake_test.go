@@ -410,3 +410,26 @@ func TestForgedResponsesAreBounded(t *testing.T) {
 		t.Fatalf("abandoned handshake finished: %v", err)
 	}
 }
+
+func TestX25519KeysMustBeCanonical(t *testing.T) {
+	p := make([]byte, 32) // 2^255 - 19, little endian
+	p[0] = 0xed
+	for i := 1; i < 31; i++ {
+		p[i] = 0xff
+	}
+	p[31] = 0x7f
+	pm1 := bytes.Clone(p)
+	pm1[0] = 0xec
+	top := make([]byte, 32)
+	top[0], top[31] = 9, 0x80
+	all := bytes.Repeat([]byte{0xff}, 32)
+	all[31] = 0x7f
+	for _, c := range []struct {
+		b  []byte
+		ok bool
+	}{{pm1, true}, {p, false}, {all, false}, {top, false}} {
+		if _, err := keystore.ParsePublicKey(keystore.X25519, c.b); (err == nil) != c.ok {
+			t.Errorf("%x: got %v", c.b, err)
+		}
+	}
+}

@@ -58,7 +58,8 @@ var (
 )
 
 // PublicKey is a validated Diffie-Hellman public key of one suite. The zero
-// value is invalid. P-256 keys are on the curve and canonically encoded.
+// value is invalid. X25519 keys are canonical (u < 2^255-19, top bit
+// clear); P-256 keys are on the curve and canonically encoded.
 type PublicKey struct {
 	suite Suite
 	b     [33]byte
@@ -74,6 +75,11 @@ func ParsePublicKey(s Suite, b []byte) (PublicKey, error) {
 	} else if len(b) != n {
 		return k, fmt.Errorf("%w: %v key must be %d bytes", ErrInvalidPublicKey, s, n)
 	}
+	if s == X25519 && (b[31]&0x80 != 0 || x25519AtLeastP(b)) {
+		// Non-canonical u (top bit set, or u >= 2^255-19) would let one
+		// private key appear as several peers.
+		return k, fmt.Errorf("%w: non-canonical X25519 key", ErrInvalidPublicKey)
+	}
 	if s == P256 {
 		// UnmarshalCompressed rejects x >= p and points with no square root;
 		// 33 bytes cannot encode the point at infinity.
@@ -88,6 +94,20 @@ func ParsePublicKey(s Suite, b []byte) (PublicKey, error) {
 	k.suite = s
 	copy(k.b[:], b)
 	return k, nil
+}
+
+// x25519AtLeastP reports whether the little-endian b (top bit clear) is at
+// least p = 2^255 - 19: 0x7f, thirty 0xff, then a low byte of 0xed or more.
+func x25519AtLeastP(b []byte) bool {
+	if b[31] != 0x7f || b[0] < 0xed {
+		return false
+	}
+	for _, c := range b[1:31] {
+		if c != 0xff {
+			return false
+		}
+	}
+	return true
 }
 
 // Suite reports the key's suite (0 for the zero value).

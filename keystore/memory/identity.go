@@ -135,8 +135,7 @@ func FromSeed(seed []byte) (*Identity, error) {
 			core.Wipe(priv)
 			var sc, u [32]byte
 			x25519Scalar(s, &sc)
-			copy(u[:], core.X25519Base)
-			if err = core.X25519(&u, &sc, &u); err != nil {
+			if err = core.X25519Base(&u, &sc); err != nil {
 				return
 			}
 			core.Wipe(sc[:])
