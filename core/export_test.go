@@ -26,8 +26,6 @@ func X25519Ladder(dst, k, u *[32]byte) { x25519(dst, k, u) }
 
 const KindTransport, KindInitX25519, KindInitP256, KindResponse = kindTransport, kindInitX25519, kindInitP256, kindResponse
 
-func HMAC(out *[32]byte, key []byte, data ...[]byte) { hmacInto(out, key, data...) }
-
 func Seal(key *[32]byte, n uint64, dst, ad, pt []byte) []byte { return sealRaw(key, n, dst, ad, pt) }
 
 func Open(key *[32]byte, n uint64, ad, ct []byte) ([]byte, error) {

@@ -24,6 +24,7 @@ var slab struct {
 	free   []*[32]byte
 	chunks int
 	inUse  int
+	probe  []byte // pages for WithLockedHeadroom
 }
 
 // reserve slots are kept, when the slab cannot grow, for the keys that live
@@ -110,4 +111,32 @@ func LockedMemory() (locked, inUse int) {
 	slab.mu.Lock()
 	defer slab.mu.Unlock()
 	return slab.chunks * chunkSize, slab.inUse * 32
+}
+
+// WithLockedHeadroom runs f, which locks memory outside the slab (memguard
+// buffers), once it has checked that pages more pages can be locked. It holds
+// the slab's lock meanwhile, so the slab cannot take them in between.
+// memguard panics, purging every buffer in the process, when mlock fails;
+// this turns that into ErrLockedMemory. Code elsewhere in the process that
+// locks memory at the same moment could still race.
+func WithLockedHeadroom(pages int, f func() error) error {
+	slab.mu.Lock()
+	defer slab.mu.Unlock()
+	size := pages * unix.Getpagesize()
+	if len(slab.probe) < size {
+		if slab.probe != nil {
+			_ = unix.Munmap(slab.probe)
+			slab.probe = nil
+		}
+		p, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			return fmt.Errorf("%w: mmap: %v", ErrLockedMemory, err)
+		}
+		slab.probe = p
+	}
+	if err := unix.Mlock(slab.probe[:size]); err != nil {
+		return fmt.Errorf("%w: %d more pages cannot be locked (%v)", ErrLockedMemory, pages, err)
+	}
+	_ = unix.Munlock(slab.probe[:size])
+	return f()
 }

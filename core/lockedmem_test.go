@@ -58,9 +58,12 @@ func memlockExhaust(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := newP256Identity(), newP256Identity()
+	m, err := memory.Generate() // its seed stays sealed until first used
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := core.NewResponder(b, &core.Config{ReplayCache: 1})
 	var live []*core.Session
-	var err error
 	for len(live) < 100000 {
 		var in *core.Initiator
 		var m1, m2 []byte
@@ -89,6 +92,12 @@ func memlockExhaust(t *testing.T) {
 	}
 	if _, err := memory.Generate(); !errors.Is(err, core.ErrLockedMemory) {
 		t.Fatalf("memory identity without locked memory: %v", err)
+	}
+	// Opening a sealed seed needs memguard buffers: an error, not memguard's
+	// panic (which purges every buffer and can deadlock).
+	var out [32]byte
+	if err := m.DH(mustPub(t, b), &out); !errors.Is(err, core.ErrLockedMemory) {
+		t.Fatalf("memory identity DH without locked memory: %v", err)
 	}
 	// A run of lost packets needs skipped-key slots there are none of: the
 	// session keeps fewer (those messages count as lost) and goes on.

@@ -54,6 +54,10 @@ func (s *symmetric) free() {
 	Wipe(s.h[:])
 }
 
+// HMACSHA256 writes HMAC-SHA256(key, data...) into out, for keystores that
+// derive keys; the key is at most 64 bytes, the data at most 96.
+func HMACSHA256(out *[32]byte, key []byte, data ...[]byte) { hmacInto(out, key, data...) }
+
 // hmacInto writes HMAC-SHA256(key, data...) into out (RFC 2104, key at most
 // one block). Written out, with buffers on the stack, because crypto/hmac
 // allocates eight heap objects a call, each of which runtime/secret must

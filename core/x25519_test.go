@@ -49,7 +49,7 @@ func TestHMACAgainstCryptoHMAC(t *testing.T) {
 		m.Write(msg[:n/2])
 		m.Write(msg[n/2:])
 		var out [32]byte
-		core.HMAC(&out, key, msg[:n/2], msg[n/2:])
+		core.HMACSHA256(&out, key, msg[:n/2], msg[n/2:])
 		if !bytes.Equal(out[:], m.Sum(nil)) {
 			t.Fatalf("HMAC differs for %d bytes", n)
 		}

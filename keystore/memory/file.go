@@ -29,7 +29,10 @@ type Params struct {
 	Threads uint8
 }
 
-// DefaultParams is RFC 9106's second recommended option (64 MiB, 3 passes).
+// DefaultParams is RFC 9106's second recommended option (64 MiB, 3 passes,
+// 4 lanes). x/crypto's argon2 computes every lane on a goroutine of its own,
+// which runtime/secret does not cover: those stacks hold blocks derived
+// from the passphrase (not the passphrase), left for the runtime to reuse.
 var DefaultParams = Params{Time: 3, Memory: 64 << 10, Threads: 4}
 
 // Bounds on parameters read from a file, so a crafted file cannot make Open
@@ -74,6 +77,9 @@ func fileKey(pass *memguard.Enclave, salt []byte, p Params, f func(key []byte) e
 // Save writes id to path sealed under the passphrase, atomically, mode 0600.
 // An existing file is never overwritten.
 func Save(path string, id *Identity, pass *memguard.Enclave, p Params) error {
+	if err := p.check(); err != nil {
+		return err
+	}
 	f := identityFile{Version: 1, Params: p, Salt: make([]byte, 16), Nonce: make([]byte, chacha20poly1305.NonceSizeX)}
 	if _, err := io.ReadFull(rand.Reader, f.Salt); err != nil {
 		return err
@@ -139,11 +145,22 @@ func parseFile(b []byte) (identityFile, error) {
 		len(f.Sealed) != SeedSize+chacha20poly1305.Overhead {
 		return f, ErrCorrupt
 	}
-	p := f.Params
-	if p.Time < 1 || p.Time > maxTime || p.Threads < 1 || p.Memory < 8*uint32(p.Threads) || p.Memory > maxMemory {
+	if f.Params.check() != nil {
 		return f, fmt.Errorf("%w: argon2id parameters out of range", ErrCorrupt)
 	}
 	return f, nil
+}
+
+// ErrParams: argon2id parameters outside what Load accepts.
+var ErrParams = fmt.Errorf("%w: argon2id parameters out of range (time 1-%d, threads >= 1, memory 8*threads KiB to 1 GiB)", keystore.ErrKeystore, maxTime)
+
+// check applies the bounds Load enforces, so nothing is written that could
+// not be read back.
+func (p Params) check() error {
+	if p.Time < 1 || p.Time > maxTime || p.Threads < 1 || p.Memory < 8*uint32(p.Threads) || p.Memory > maxMemory {
+		return ErrParams
+	}
+	return nil
 }
 
 // Keystore is a directory of identity files (NAME.lmid), all sealed under
@@ -173,15 +190,14 @@ func Open(dir string, passphrase []byte, p *Params) (*Keystore, error) {
 	if p != nil {
 		k.params = *p
 	}
-	err := withLocked(nil, func([]byte) error {
-		b := memguard.NewBuffer(len(passphrase))
-		b.Copy(passphrase)
-		k.pass = b.Seal()
-		return nil
-	})
+	if err := k.params.check(); err != nil {
+		return nil, err
+	}
+	pass, err := sealNew(passphrase)
 	if err != nil {
 		return nil, err
 	}
+	k.pass = pass
 	return k, nil
 }
 
@@ -241,6 +257,11 @@ func (k *Keystore) Open(name string) (keystore.Identity, error) {
 
 // List returns the identity names, sorted.
 func (k *Keystore) List() ([]string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.check(); err != nil {
+		return nil, err
+	}
 	ents, err := os.ReadDir(k.dir)
 	if err != nil {
 		return nil, err
@@ -258,6 +279,11 @@ func (k *Keystore) List() ([]string, error) {
 
 // Delete removes the named identity file.
 func (k *Keystore) Delete(name string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.check(); err != nil {
+		return err
+	}
 	p, err := k.path(name)
 	if err != nil {
 		return err

@@ -8,9 +8,7 @@ package memory
 import (
 	"crypto"
 	"crypto/ed25519"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/sha512"
 	"errors"
 	"fmt"
@@ -21,7 +19,6 @@ import (
 	"github.com/awnumar/memguard"
 	"github.com/loramesh/loramesh-core/core"
 	"github.com/loramesh/loramesh-core/keystore"
-	"golang.org/x/sys/unix"
 )
 
 // SeedSize is the size of an identity seed.
@@ -52,13 +49,11 @@ const HoldOpen = 2 * time.Second
 var _ keystore.Identity = (*Identity)(nil)
 
 // memguard panics, purging every buffer in the process, when mlock fails.
-// Before each allocation we lock and unlock a page of our own: if that
-// fails there is no headroom and we return an error instead. The mutex keeps
-// our own goroutines from racing for the page between probe and use.
-var (
-	guardMu sync.Mutex
-	probe   []byte
-)
+// Every memguard allocation here runs under core.WithLockedHeadroom, which
+// first checks that the pages it needs can be locked: an output buffer and
+// the coffer key's view (two pages), its three key buffers on first use,
+// and one to spare.
+const memguardPages = 6
 
 func withLocked(e *memguard.Enclave, f func(b []byte) error) error {
 	b, err := allocLocked(e)
@@ -72,34 +67,31 @@ func withLocked(e *memguard.Enclave, f func(b []byte) error) error {
 	return f(b.Bytes())
 }
 
-// allocLocked probes for headroom, then opens e (or, for e == nil, only
-// probes for the four pages memguard's key coffer needs at first use).
-func allocLocked(e *memguard.Enclave) (*memguard.LockedBuffer, error) {
-	guardMu.Lock()
-	defer guardMu.Unlock()
-	if probe == nil {
-		p, err := unix.Mmap(-1, 0, 4*unix.Getpagesize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", core.ErrLockedMemory, err)
+// allocLocked opens e into a new LockedBuffer; for e == nil it only checks
+// the headroom, for callers that make their own buffer next.
+func allocLocked(e *memguard.Enclave) (b *memguard.LockedBuffer, err error) {
+	err = core.WithLockedHeadroom(memguardPages, func() error {
+		if e == nil {
+			return nil
 		}
-		probe = p
-	}
-	n := unix.Getpagesize()
-	if e == nil {
-		n = len(probe)
-	}
-	if err := unix.Mlock(probe[:n]); err != nil {
-		return nil, fmt.Errorf("%w: no locked memory left for memguard (%v)", core.ErrLockedMemory, err)
-	}
-	_ = unix.Munlock(probe[:n])
-	if e == nil {
-		return nil, nil
-	}
-	b, err := e.Open()
-	if err != nil {
-		return nil, fmt.Errorf("%w: opening enclave: %v", keystore.ErrKeystore, err)
-	}
-	return b, nil
+		var oerr error
+		if b, oerr = e.Open(); oerr != nil {
+			return fmt.Errorf("%w: opening enclave: %v", keystore.ErrKeystore, oerr)
+		}
+		return nil
+	})
+	return b, err
+}
+
+// sealNew copies src into a new enclave, under the headroom check.
+func sealNew(src []byte) (e *memguard.Enclave, err error) {
+	err = core.WithLockedHeadroom(memguardPages, func() error {
+		b := memguard.NewBuffer(len(src))
+		b.Copy(src)
+		e = b.Seal()
+		return nil
+	})
+	return e, err
 }
 
 // Generate makes a new identity from crypto/rand.
@@ -118,16 +110,11 @@ func FromSeed(seed []byte) (*Identity, error) {
 	if len(seed) != SeedSize {
 		return nil, fmt.Errorf("%w: seed must be %d bytes", keystore.ErrKeystore, SeedSize)
 	}
-	id := &Identity{}
-	err := withLocked(nil, func([]byte) error {
-		b := memguard.NewBuffer(SeedSize)
-		b.Copy(seed)
-		id.seed = b.Seal()
-		return nil
-	})
+	sealed, err := sealNew(seed)
 	if err != nil {
 		return nil, err
 	}
+	id := &Identity{seed: sealed}
 	err = withLocked(id.seed, func(s []byte) (err error) {
 		core.Protect(func() {
 			priv := ed25519.NewKeyFromSeed(s)
@@ -170,10 +157,7 @@ func x25519Scalar(seed []byte, out *[32]byte) {
 // probability about 2^-32.
 func p256Scalar(seed []byte, out *[32]byte) error {
 	for c := byte(0); c < 16; c++ {
-		m := hmac.New(sha256.New, seed)
-		m.Write([]byte("loramesh p256 identity v1"))
-		m.Write([]byte{c})
-		m.Sum(out[:0])
+		core.HMACSHA256(out, seed, []byte("loramesh p256 identity v1"), []byte{c})
 		if core.P256ScalarValid(out) {
 			return nil
 		}
@@ -210,16 +194,24 @@ func (id *Identity) DHPublic(s keystore.Suite) (keystore.PublicKey, error) {
 
 // use runs f with the seed, opening the enclave if it is not open yet.
 func (id *Identity) use(f func(seed []byte) error) error {
+	b, err := id.acquire()
+	if err != nil {
+		return err
+	}
+	defer id.release()
+	return f(b.Bytes())
+}
+
+func (id *Identity) acquire() (*memguard.LockedBuffer, error) {
 	id.mu.Lock()
+	defer id.mu.Unlock()
 	if id.closed {
-		id.mu.Unlock()
-		return keystore.ErrClosed
+		return nil, keystore.ErrClosed
 	}
 	if id.open == nil {
 		b, err := allocLocked(id.seed)
 		if err != nil {
-			id.mu.Unlock()
-			return err
+			return nil, err
 		}
 		id.open = b
 		id.timer = time.AfterFunc(HoldOpen, id.expire)
@@ -227,18 +219,16 @@ func (id *Identity) use(f func(seed []byte) error) error {
 		id.timer.Reset(HoldOpen)
 	}
 	id.users++
-	b := id.open
-	id.mu.Unlock()
+	return id.open, nil
+}
 
-	err := f(b.Bytes())
-
+func (id *Identity) release() {
 	id.mu.Lock()
+	defer id.mu.Unlock()
 	id.users--
 	if id.closed && id.users == 0 {
 		id.destroy()
 	}
-	id.mu.Unlock()
-	return err
 }
 
 func (id *Identity) expire() {

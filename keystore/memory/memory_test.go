@@ -152,3 +152,14 @@ func TestKeystoreFiles(t *testing.T) {
 		t.Fatal("closed keystore generated")
 	}
 }
+
+// Parameters that Load would refuse are refused before anything is written,
+// so an identity can never be saved unreadable.
+func TestParamsBounds(t *testing.T) {
+	for _, p := range []memory.Params{{Time: 17, Memory: 64, Threads: 1}, {Time: 0, Memory: 64, Threads: 1},
+		{Time: 1, Memory: 64, Threads: 0}, {Time: 1, Memory: 4, Threads: 1}, {Time: 1, Memory: 2 << 20, Threads: 1}} {
+		if _, err := memory.Open(t.TempDir(), []byte("pw"), &p); !errors.Is(err, memory.ErrParams) {
+			t.Fatalf("%+v: %v", p, err)
+		}
+	}
+}
