@@ -16,6 +16,11 @@
 //
 // Process-wide effects: memguard (which holds the PIN) disables core dumps
 // at init; SoftHSM2 reads SOFTHSM2_CONF once, at C_Initialize.
+//
+// Known leak: miekg/pkcs11 copies the PIN (C_Login) and each derived DH
+// secret (C_GetAttributeValue) through C heap buffers that it frees without
+// wiping; our Go copies are wiped, those are not. Closing it needs a cgo shim
+// of our own around the two calls.
 package pkcs11
 
 import (
@@ -422,15 +427,21 @@ func derive(ctx *p11.Ctx, sh p11.SessionHandle, key p11.ObjectHandle, point []by
 		return wrap("deriving", err)
 	}
 	a, err := ctx.GetAttributeValue(sh, h, []*p11.Attribute{p11.NewAttribute(p11.CKA_VALUE, nil)})
-	derr := ctx.DestroyObject(sh, h)
+	if derr := ctx.DestroyObject(sh, h); derr != nil {
+		// The secret would outlive us in a pooled session: drop the
+		// session, which destroys its objects.
+		if err == nil {
+			core.Wipe(a[0].Value)
+		}
+		return fmt.Errorf("%w: %w", errDropSession, wrap("destroying derived secret", derr))
+	}
 	if err != nil {
 		return wrap("reading derived secret", err)
 	}
 	v := a[0].Value
-	defer core.Wipe(v) // miekg's C-side copy is freed unwiped: a limit of the binding
-	if derr != nil {
-		return wrap("destroying derived secret", derr)
-	}
+	// miekg's C-side copy is freed unwiped: a limit of the binding (see the
+	// package documentation).
+	defer core.Wipe(v)
 	if len(v) != 32 {
 		return fmt.Errorf("pkcs11: derived %d bytes, want 32: %w", len(v), keystore.ErrKeystore)
 	}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/awnumar/memguard"
 	p11 "github.com/miekg/pkcs11"
-	"golang.org/x/sys/unix"
 
 	"github.com/loramesh/loramesh-core/core"
 	"github.com/loramesh/loramesh-core/keystore"
@@ -210,40 +209,19 @@ func pinBuffer(cfg Config, pin []byte) (*memguard.LockedBuffer, error) {
 	if len(pin) == 0 {
 		return nil, fmt.Errorf("pkcs11: no PIN given: %w", keystore.ErrAuth)
 	}
+	// memguard panics, purging every buffer in the process, when mlock
+	// fails: core.WithLockedHeadroom checks the pages first (the buffer,
+	// memguard's three key buffers on first use, one to spare).
 	var buf *memguard.LockedBuffer
-	err := withHeadroom(func() {
+	err := core.WithLockedHeadroom(5, func() error {
 		buf = memguard.NewBuffer(len(pin))
 		buf.Copy(pin)
+		return nil
 	})
-	return buf, err
-}
-
-// memguard panics, purging every buffer in the process, when mlock fails.
-// Before each allocation we lock and unlock four pages of our own (memguard's
-// key coffer the first time, a buffer and its guards after): if that fails we
-// return an error instead. The mutex keeps our goroutines from racing for
-// the headroom between probe and use.
-var (
-	guardMu sync.Mutex
-	probe   []byte
-)
-
-func withHeadroom(f func()) error {
-	guardMu.Lock()
-	defer guardMu.Unlock()
-	if probe == nil {
-		p, err := unix.Mmap(-1, 0, 4*unix.Getpagesize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-		if err != nil {
-			return fmt.Errorf("pkcs11: %w: %v", core.ErrLockedMemory, err)
-		}
-		probe = p
+	if err != nil {
+		return nil, fmt.Errorf("pkcs11: PIN: %w", err)
 	}
-	if err := unix.Mlock(probe); err != nil {
-		return fmt.Errorf("pkcs11: no locked memory left for the PIN (%v): %w", err, core.ErrLockedMemory)
-	}
-	_ = unix.Munlock(probe)
-	f()
-	return nil
+	return buf, nil
 }
 
 func (t *token) login(cfg Config, pin []byte, flags uint) error {
@@ -288,8 +266,8 @@ func (t *token) checkPIN(cfg Config, pin []byte) error {
 	}
 	defer buf.Destroy()
 	var want *memguard.LockedBuffer
-	if herr := withHeadroom(func() { want, err = t.pin.Open() }); herr != nil {
-		return herr
+	if herr := core.WithLockedHeadroom(5, func() error { want, err = t.pin.Open(); return nil }); herr != nil {
+		return fmt.Errorf("pkcs11: PIN: %w", herr)
 	}
 	if err != nil {
 		return fmt.Errorf("pkcs11: opening PIN enclave: %w", keystore.ErrKeystore)
@@ -332,6 +310,10 @@ func (t *token) shutdown() {
 	t.pin = nil
 }
 
+// errDropSession, wrapped in f's error, makes do close the session instead
+// of pooling it: closing a session destroys its session objects.
+var errDropSession = errors.New("session closed")
+
 // do runs f with a session of its own. At most cap(sem) sessions exist; a
 // session whose handle the module no longer knows is dropped, not reused.
 func (t *token) do(f func(p11.SessionHandle) error) error {
@@ -357,7 +339,7 @@ func (t *token) do(f func(p11.SessionHandle) error) error {
 		}
 	}
 	err := f(sh)
-	if errors.Is(err, p11.Error(p11.CKR_SESSION_HANDLE_INVALID)) || errors.Is(err, p11.Error(p11.CKR_SESSION_CLOSED)) {
+	if errors.Is(err, errDropSession) || errors.Is(err, p11.Error(p11.CKR_SESSION_HANDLE_INVALID)) || errors.Is(err, p11.Error(p11.CKR_SESSION_CLOSED)) {
 		t.mod.ctx.CloseSession(sh)
 		return err
 	}

@@ -13,9 +13,10 @@ import (
 type lockedAuth struct{ b *memguard.LockedBuffer }
 
 // newLockedAuth asks fn for name's auth value and moves it to locked memory,
-// wiping fn's slice. memguard panics (after purging all its buffers) when
-// mlock fails; that becomes an error here.
-func newLockedAuth(fn func(string) ([]byte, error), name string) (a *lockedAuth, err error) {
+// wiping fn's slice. memguard panics, purging every buffer in the process,
+// when mlock fails: the allocation runs under core.WithLockedHeadroom, which
+// returns core.ErrLockedMemory instead.
+func newLockedAuth(fn func(string) ([]byte, error), name string) (*lockedAuth, error) {
 	v, err := fn(name)
 	defer core.Wipe(v)
 	if err != nil {
@@ -28,18 +29,20 @@ func newLockedAuth(fn func(string) ([]byte, error), name string) (a *lockedAuth,
 		// TPM2B_AUTH holds at most the name algorithm's digest size.
 		return nil, fmt.Errorf("tpm: auth value for %s is longer than 32 bytes: %w", name, keystore.ErrKeystore)
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			a, err = nil, fmt.Errorf("tpm: cannot lock memory for the auth value: %w", keystore.ErrKeystore)
-		}
-	}()
-	b := memguard.NewBufferFromBytes(v)
-	if b.Size() != len(v) {
-		// memguard returns a null buffer when allocation fails.
-		return nil, fmt.Errorf("tpm: cannot lock memory for the auth value: %w", keystore.ErrKeystore)
+	var b *memguard.LockedBuffer
+	err = core.WithLockedHeadroom(authPages, func() error {
+		b = memguard.NewBufferFromBytes(v)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tpm: auth value: %w", err)
 	}
 	return &lockedAuth{b}, nil
 }
+
+// authPages: the buffer's page, memguard's three key buffers on first use,
+// one to spare.
+const authPages = 5
 
 // Bytes returns the value in locked memory (nil when empty). go-tpm sessions
 // keep this slice rather than a copy.

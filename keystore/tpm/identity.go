@@ -32,8 +32,7 @@ type Identity struct {
 	authFn func(string) ([]byte, error)
 	auth   *lockedAuth       // nil until first needed; dropped on auth failure
 	ctx    *tpm2.TPMSContext // saved context of the loaded key
-	dhS    *session          // salted, response-encrypting: for ZGen
-	signS  *session          // salted, no encryption: TPM2_Sign's response is not a 2B
+	dhS    *session          // salted, response-encrypting, kept for ZGen
 	ops    atomic.Uint64
 	closed bool
 }
@@ -80,7 +79,10 @@ func (id *Identity) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 		return nil, fmt.Errorf("tpm: sign: digest is %d bytes, want 32: %w", len(digest), keystore.ErrKeystore)
 	}
 	var sig *tpm2.SignResponse
-	err := id.withKey(&id.signS, false, func(key tpm2.AuthHandle) (err error) {
+	// A one-shot session (nil: withKey starts one and flushes it before it
+	// lets go of the device): an identity keeps only its ZGen session
+	// loaded, since swtpm and the simulator have three session slots in all.
+	err := id.withKey(nil, false, func(key tpm2.AuthHandle) (err error) {
 		id.ops.Add(1)
 		// go-tpm builds the HMAC key (session key || auth value) on the heap.
 		protect(func() {
@@ -176,21 +178,44 @@ func (id *Identity) zgen(key tpm2.AuthHandle, in tpm2.TPM2BECCPoint, out *[32]by
 }
 
 // withKey loads the key, authorizes it with the session in *sp (started on
-// first use) and runs f, under the device lock. The key is flushed after.
+// first use; sp nil: a session for this call only) and runs f, under the
+// device lock. The key is flushed after.
 func (id *Identity) withKey(sp **session, encryptOut bool, f func(tpm2.AuthHandle) error) error {
+	// The auth callback may prompt a person: ask it outside the device lock.
+	var need bool
+	id.d.do(func() error {
+		need = !id.closed && id.hasAuth && id.auth == nil && id.authFn != nil
+		return nil
+	})
+	var fresh *lockedAuth
+	if need {
+		a, err := newLockedAuth(id.authFn, id.name)
+		if err != nil {
+			return err
+		}
+		fresh = a
+	}
 	return id.d.do(func() error {
 		if id.closed {
+			fresh.Destroy()
 			return keystore.ErrClosed
 		}
-		if id.hasAuth && id.auth == nil && id.authFn != nil {
-			a, err := newLockedAuth(id.authFn, id.name)
-			if err != nil {
-				return err
-			}
-			id.auth = a
+		if id.auth == nil {
+			id.auth = fresh
+		} else {
+			fresh.Destroy()
 		}
 		if id.hasAuth && id.auth == nil {
 			return fmt.Errorf("no auth value for %s: %w", id.name, keystore.ErrAuth)
+		}
+		if sp == nil {
+			var oneShot *session
+			defer func() {
+				if oneShot != nil {
+					oneShot.close()
+				}
+			}()
+			sp = &oneShot
 		}
 		if *sp == nil {
 			s, err := id.startSession(encryptOut)
@@ -295,7 +320,7 @@ func (id *Identity) keyName() (tpm2.TPM2BName, error) {
 // closeSessions flushes the sessions. They reference the auth value's
 // locked memory, so this runs before the auth value is destroyed.
 func (id *Identity) closeSessions() {
-	for _, sp := range []**session{&id.dhS, &id.signS} {
+	for _, sp := range []**session{&id.dhS} {
 		if *sp != nil {
 			(*sp).close()
 			*sp = nil

@@ -16,9 +16,13 @@
 // Bus protection. Every command carrying a secret runs in an HMAC session
 // salted to the SRK: the auth value never crosses the bus (only HMACs keyed
 // with the salt do), it is AES-128-CFB encrypted when a key is created, and
-// the ZGen result comes back encrypted. Each identity keeps up to two such
-// sessions loaded while open (one for DH, one for Sign): swtpm allows 3
-// loaded sessions, so keep few identities open at once on it.
+// the ZGen result comes back encrypted. Each identity keeps its ZGen session
+// loaded while open and signs in a one-shot session: swtpm and the simulator
+// have 3 session slots and no resource manager, so at most two identities
+// can be in use at once there (TPM_RC_SESSION_MEMORY past that);
+// /dev/tpmrm0 swaps sessions out and has no such limit. The Sign session has
+// no parameter encryption: TPM2_Sign's response is not a 2B, and the auth
+// value only keys the HMAC.
 package tpm
 
 import (
@@ -351,16 +355,21 @@ func checkPublic(b tpm2.TPM2BPublic) (*ecdsa.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The shape identityTemplate makes, whatever the auth: a key born in
+	// this TPM (SensitiveDataOrigin) that cannot leave it (FixedTPM,
+	// FixedParent), so an imported or duplicable key file is refused.
 	a := p.ObjectAttributes
-	if p.Type != tpm2.TPMAlgECC || a.Restricted || !a.SignEncrypt || !a.Decrypt {
-		return nil, errors.New("not an unrestricted ECC sign+decrypt key")
+	if p.Type != tpm2.TPMAlgECC || p.NameAlg != tpm2.TPMAlgSHA256 || a.Restricted || !a.SignEncrypt || !a.Decrypt ||
+		!a.FixedTPM || !a.FixedParent || !a.SensitiveDataOrigin {
+		return nil, errors.New("not a TPM-born, non-duplicable, unrestricted ECC sign+decrypt key")
 	}
 	parms, err := p.Parameters.ECCDetail()
 	if err != nil {
 		return nil, err
 	}
-	if parms.CurveID != tpm2.TPMECCNistP256 {
-		return nil, errors.New("not a P-256 key")
+	if parms.CurveID != tpm2.TPMECCNistP256 || parms.Scheme.Scheme != tpm2.TPMAlgNull ||
+		parms.KDF.Scheme != tpm2.TPMAlgNull || parms.Symmetric.Algorithm != tpm2.TPMAlgNull {
+		return nil, errors.New("not a P-256 key with null scheme, KDF and symmetric")
 	}
 	pt, err := p.Unique.ECC()
 	if err != nil {

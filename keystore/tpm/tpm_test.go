@@ -282,7 +282,7 @@ func TestConcurrentUse(t *testing.T) {
 	bp, _ := b.DHPublic(keystore.P256)
 	ap, _ := a.DHPublic(keystore.P256)
 	var wg sync.WaitGroup
-	errs := make(chan error, 40)
+	errs := make(chan error, 8*5*3) // room for every failure: a full channel would hang wg.Wait
 	for i := range 8 {
 		wg.Go(func() {
 			for range 5 {
@@ -310,6 +310,27 @@ func TestConcurrentUse(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+}
+
+// Two identities that each sign and derive fit the simulator's three
+// session slots (with a ZGen and a signing session each they did not): only
+// the ZGen session stays loaded, signing uses a one-shot session.
+func TestSessionSlots(t *testing.T) {
+	ks := simKeystore(t, "1234")
+	ids := []*Identity{generate(t, ks, "s1"), generate(t, ks, "s2")}
+	peer, _ := ids[0].DHPublic(keystore.P256)
+	for round := range 2 {
+		for i, id := range ids {
+			var z [32]byte
+			if err := id.DH(peer, &z); err != nil {
+				t.Fatalf("round %d identity %d DH: %v", round, i, err)
+			}
+			d := sha256.Sum256([]byte{byte(i)})
+			if sig, err := id.Sign(nil, d[:], crypto.SHA256); err != nil || !ecdsa.VerifyASN1(id.ecPub, d[:], sig) {
+				t.Fatalf("round %d identity %d Sign: %v", round, i, err)
+			}
+		}
 	}
 }
 
