@@ -121,10 +121,12 @@ func lm_identity_x25519_public(h C.uint64_t, buf *C.uint8_t, n *C.size_t) (rc C.
 	return simple(fn, o, m.DeriveX25519().Bytes())
 }
 
+// suiteArg checks the C int itself: converting first to the 8-bit Suite
+// would let 257 pass as 1.
 func suiteArg(s C.int) (keystore.Suite, bool) {
-	switch keystore.Suite(s) {
-	case keystore.X25519, keystore.P256:
-		return keystore.Suite(s), s > 0
+	switch s {
+	case C.int(keystore.X25519), C.int(keystore.P256):
+		return keystore.Suite(s), true
 	}
 	return 0, false
 }

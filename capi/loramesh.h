@@ -178,6 +178,9 @@ int lm_keystore_open_memory(const char *dir, const uint8_t *passphrase, size_t p
  *   pkcs11:token=loramesh?module-path=/usr/lib/softhsm/libsofthsm2.so
  * Identities are P-256 key pairs (plus X25519 when the token has it).
  * pin may be NULL with pin_len 0 to use the URI's pin-source or pin-value.
+ * Prefer pin or pin-source: a pin-value travels inside the URI string, which
+ * the library copies into memory it cannot wipe (the one secret input not
+ * kept in locked memory).
  * Wrong PIN: LM_ERR_PIN; locked PIN: LM_ERR_LOCKED; no token: LM_ERR_NOT_FOUND. */
 int lm_keystore_open_pkcs11(const char *uri, const uint8_t *pin, size_t pin_len, uint64_t *keystore);
 

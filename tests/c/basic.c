@@ -170,6 +170,9 @@ static void test_identity(uint64_t alice) {
 	REQUIRE(nd == 33);
 	CHECK(lm_identity_dh_public(alice, 3, dh, &nd), LM_ERR_INVALID_ARG);
 	CHECK(lm_identity_dh_public(alice, 0, dh, &nd), LM_ERR_INVALID_ARG);
+	CHECK(lm_identity_dh_public(alice, 257, dh, &nd), LM_ERR_INVALID_ARG); /* 257 = 1 mod 256 */
+	CHECK(lm_identity_dh_public(alice, 258, dh, &nd), LM_ERR_INVALID_ARG);
+	CHECK(lm_identity_dh_public(alice, -255, dh, &nd), LM_ERR_INVALID_ARG);
 	CHECK(lm_identity_public_key(alice, NULL, NULL), LM_ERR_INVALID_ARG);
 	n = 5;
 	CHECK(lm_identity_public_key(alice, NULL, &n), LM_ERR_INVALID_ARG);
