@@ -101,14 +101,14 @@ _lib = None
 
 
 def candidates() -> list:
-    """Paths tried, in order: $LORAMESH_LIB, next to the package, the
+    """Paths tried, in order: $LORAMESH_LIB alone when it is set (an explicit
+    choice is never silently replaced), else next to the package, then the
     repository's build/ directory."""
     here = os.path.dirname(os.path.abspath(__file__))
-    paths = []
     env = os.environ.get("LORAMESH_LIB")
     if env:
-        paths.append(env)
-    paths.append(os.path.join(here, LIB_NAME))
+        return [env]
+    paths = [os.path.join(here, LIB_NAME)]
     # python/loramesh/_lib.py -> repository root is two levels up.
     paths.append(os.path.join(os.path.dirname(os.path.dirname(here)), "build", LIB_NAME))
     return paths
@@ -130,15 +130,21 @@ def load(path: str = None):
             continue
         try:
             cdll = ctypes.CDLL(os.path.abspath(p))
+        except OSError as e:
+            tried.append("%s (%s)" % (p, e))
+            continue
+        # Loaded: a Go runtime now runs in this process and cannot be
+        # unloaded. Never load a second library after it: fail here.
+        try:
             _declare(cdll)
             version = cdll.lm_version()
             abi = cdll.lm_abi_version()
-        except (OSError, AttributeError) as e:
+        except AttributeError as e:
             tried.append("%s (%s)" % (p, e))
-            continue
+            break
         if not version or abi != ABI_VERSION:
             tried.append("%s (ABI version %d, this binding needs %d)" % (p, abi, ABI_VERSION))
-            continue
+            break
         cdll._lm_path = os.path.abspath(p)
         return cdll
     raise LibraryNotFoundError(

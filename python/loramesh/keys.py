@@ -271,7 +271,7 @@ class TpmKeystore(_Keystore):
 
     Keep the keystore open while its identities are in use: the library
     forgets the auth value (and the TPM connection) at close, after which a
-    TPM identity's sign and DH fail (with PinError)."""
+    TPM identity's sign and DH fail (with StateError)."""
 
     def __init__(self, device_or_socket, auth=None, key_dir=None):
         if key_dir is None:

@@ -74,9 +74,9 @@ class Node:
                 if sess:
                     sess.close()
                 raise TimeoutError("no handshake reply from %s within %gs" % (name, self.timeout))
-            ev = self.poll(left)
-            if ev:
-                self.backlog.extend(ev)
+            # Events for others wait in the backlog for poll(); reading the
+            # transport directly keeps them from being served back here.
+            self.backlog.extend(self._receive(left))
         return self.sessions[name]
 
     def send(self, name: str, text: str, addr=None) -> None:
@@ -93,6 +93,10 @@ class Node:
         if self.backlog:
             ev, self.backlog = self.backlog, []
             return ev
+        return self._receive(timeout)
+
+    def _receive(self, timeout: float) -> list:
+        """Reads and handles one packet from the transport."""
         got = self.transport.recv(timeout)
         if got is None:
             return []
@@ -110,6 +114,16 @@ class Node:
             if name is None:  # allow list makes this unreachable
                 sess.close()
                 return [Event("dropped", addr=addr, detail="handshake from unknown key")]
+            if name in self.pending:
+                # Both ends initiated at once. The handshake of the end with
+                # the lower static key wins on both sides, so both keep the
+                # same session.
+                mine = self.identity.dh_public(sess.suite)
+                if mine < sess.peer_key:
+                    sess.close()
+                    return [Event("dropped", name, addr=addr, detail="simultaneous open: keeping our handshake")]
+                pending, _ = self.pending.pop(name)
+                pending.close()
             self.transport.send(msg2, addr)
             old = self.sessions.pop(name, None)
             if old:

@@ -9,10 +9,17 @@ FEND, FESC, TFEND, TFESC = 0xC0, 0xDB, 0xDC, 0xDD
 
 
 def parse_addr(s: str):
+    """HOST:PORT resolved to a numeric IPv4 (host, port): replies arrive from
+    the numeric address, so a name kept as typed would never match them."""
     host, sep, port = s.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isdigit() or int(port) > 65535:
         raise ValueError("address must be HOST:PORT, got %r" % s)
-    return (host.strip("[]") or "0.0.0.0", int(port))
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        info = socket.getaddrinfo(host, int(port), socket.AF_INET, socket.SOCK_DGRAM)
+    except socket.gaierror as e:
+        raise ValueError("cannot resolve %r: %s" % (host, e))
+    return info[0][4][:2]
 
 
 class UdpTransport:
@@ -64,9 +71,18 @@ class KissDecoder:
         self.esc = False
         self.in_frame = False
 
+    # The largest packet (65,540 bytes) plus the command byte: a frame that
+    # grows past this without a closing FEND is dropped, so noise or an
+    # attacker on the channel cannot grow the buffer without bound.
+    MAX_FRAME = 65541
+
     def feed(self, data: bytes) -> list:
         frames = []
         for b in data:
+            if len(self.buf) > self.MAX_FRAME:
+                self.buf.clear()
+                self.esc = False
+                self.in_frame = False  # resynchronise at the next FEND
             if b == FEND:
                 if self.in_frame and len(self.buf) > 1 and (self.buf[0] & 0x0F) == 0:
                     frames.append(bytes(self.buf[1:]))
@@ -109,9 +125,15 @@ class KissTransport:
         return self.fd
 
     def send(self, packet: bytes, addr=None) -> None:
-        data = kiss_encode(packet)
+        # The descriptor is non-blocking (pyserial opens it so): wait for
+        # room rather than fail half-way through a frame.
+        data = memoryview(kiss_encode(packet))
         while data:
-            n = os.write(self.fd, data)
+            try:
+                n = os.write(self.fd, data)
+            except BlockingIOError:
+                select.select([], [self.fd], [], 1.0)
+                continue
             data = data[n:]
 
     def recv(self, timeout: float):
@@ -126,7 +148,8 @@ class KissTransport:
                 chunk = os.read(self.fd, 4096)
             except BlockingIOError:
                 continue
-            if not chunk:
+            if not chunk:  # end of file: nothing more will come
+                time.sleep(min(max(left, 0), 0.1))
                 return None
             self.queue.extend(self.decoder.feed(chunk))
         return self.queue.pop(0), self.ADDR

@@ -66,3 +66,33 @@ def test_two_nodes_over_a_pty():
     bob.transport.close()
     os.close(master)
     os.close(slave)
+
+
+def test_kiss_decoder_bounds_an_unterminated_frame():
+    d = KissDecoder()
+    assert d.feed(bytes([FEND, 0]) + b"\x41" * (KissDecoder.MAX_FRAME + 10)) == []
+    assert len(d.buf) <= KissDecoder.MAX_FRAME + 1
+    # it resynchronises at the next FEND and decodes the frame after it
+    assert d.feed(kiss_encode(b"after")) == [b"after"]
+
+
+def test_large_message_over_a_pty():
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    tx = KissTransport(os.ttyname(slave), 9600)  # pyserial: non-blocking fd
+    rx = KissTransport(fd=master)
+    big = os.urandom(20000)  # far more than the tty buffer holds
+    got = []
+
+    def reader():
+        while not got:
+            r = rx.recv(5)
+            if r is None:
+                break
+            got.append(r[0])
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    tx.send(big)
+    t.join(10)
+    assert got == [big]
