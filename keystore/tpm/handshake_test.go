@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/loramesh/loramesh-core/core"
@@ -89,28 +91,52 @@ func TestHandshakeWithMemoryIdentity(t *testing.T) {
 	handshake(t, generate(t, ks, "hs"), mem)
 }
 
+// One SoftHSM token for the package: SOFTHSM2_CONF is read once per process.
+var hsm struct {
+	once sync.Once
+	env  *softhsm.Env
+	ks   *pkcs11.Keystore
+	err  error
+	n    int
+}
+
+// softhsmPeer generates a fresh P-256 identity on the package's token.
+func softhsmPeer(t *testing.T) keystore.Identity {
+	hsm.once.Do(func() {
+		if hsm.env, hsm.err = softhsm.New(); hsm.err != nil {
+			return
+		}
+		p := make([]byte, 8)
+		rand.Read(p)
+		tok, err := hsm.env.InitToken("loramesh-tpm", hex.EncodeToString(p))
+		if err != nil {
+			hsm.err = err
+			return
+		}
+		hsm.ks, hsm.err = pkcs11.OpenURI(tok.URI(), tok.PIN)
+	})
+	if hsm.err != nil {
+		t.Fatal(hsm.err)
+	}
+	hsm.n++
+	peer, err := hsm.ks.Generate(fmt.Sprintf("peer%d", hsm.n), keystore.P256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	return peer
+}
+
+func closeSoftHSM() {
+	if hsm.ks != nil {
+		hsm.ks.Close()
+	}
+	if hsm.env != nil {
+		hsm.env.Cleanup()
+	}
+}
+
 func TestHandshakeWithSoftHSMIdentity(t *testing.T) {
-	env, err := softhsm.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Cleanup()
-	p := make([]byte, 8)
-	rand.Read(p)
-	tok, err := env.InitToken("loramesh-tpm", hex.EncodeToString(p))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hsm, err := pkcs11.OpenURI(tok.URI(), tok.PIN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hsm.Close()
-	peer, err := hsm.Generate("peer", keystore.P256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
 	ks := simKeystore(t, "1234")
-	handshake(t, generate(t, ks, "hs"), peer)
+	handshake(t, generate(t, ks, "hs"), softhsmPeer(t))
 }

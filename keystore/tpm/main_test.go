@@ -24,7 +24,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "simulator:", err)
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	closeSoftHSM()
+	os.Exit(code)
 }
 
 // pin returns an Auth callback that always answers v (nil: no auth).

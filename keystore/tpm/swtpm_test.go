@@ -242,6 +242,17 @@ func TestSwtpm(t *testing.T) {
 		handshake(t, id.(*Identity), mem)
 	})
 
+	t.Run("handshake with a SoftHSM identity", func(t *testing.T) {
+		ks := s.open(t, keys, right)
+		defer ks.Close()
+		id, err := ks.Open("field")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer id.Close()
+		handshake(t, id.(*Identity), softhsmPeer(t))
+	})
+
 	t.Run("wrong auth, lockout, recovery", func(t *testing.T) {
 		ks := s.open(t, keys, "wrong")
 		id, err := ks.Open("field")
