@@ -97,12 +97,15 @@ func acquire(cfg Config, pin []byte) (t *token, pinLow bool, err error) {
 		return t, pinLow, nil
 	}
 	t = &token{mod: m, slot: slot, refs: 1}
+	// The login session is read-only (a user may log in from one), so every
+	// read-write session the token allows goes to the pool: a token with a
+	// single RW session still works.
 	n := maxSessions
-	if l := info.MaxRwSessionCount; l != p11.CK_EFFECTIVELY_INFINITE && l != p11.CK_UNAVAILABLE_INFORMATION && int(l) < n+1 {
-		n = max(int(l)-1, 1) // one is the login session
+	if l := info.MaxRwSessionCount; l != p11.CK_EFFECTIVELY_INFINITE && l != p11.CK_UNAVAILABLE_INFORMATION && int(l) < n {
+		n = max(int(l), 1)
 	}
 	t.sem = make(chan struct{}, n)
-	if t.loginSession, err = m.ctx.OpenSession(slot, p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION); err != nil {
+	if t.loginSession, err = m.ctx.OpenSession(slot, p11.CKF_SERIAL_SESSION); err != nil {
 		return nil, pinLow, wrap("opening session", err)
 	}
 	if info.Flags&p11.CKF_LOGIN_REQUIRED != 0 {
