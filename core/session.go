@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -117,15 +118,17 @@ func (s *Session) Encrypt(plaintext []byte) ([]byte, error) {
 	}
 	defer freeKey(mk)
 	n := s.sendN
-	body := make([]byte, 2, 2+len(plaintext)+chacha20poly1305.Overhead)
-	binary.BigEndian.PutUint16(body, uint16(n))
+	// The packet is built in place: header, 16-bit number, ciphertext.
+	bodyLen := 2 + len(plaintext) + chacha20poly1305.Overhead
+	pkt := header(kindTransport, bodyLen)
+	pkt = binary.BigEndian.AppendUint16(slices.Grow(pkt, bodyLen), uint16(n))
 	ad := transportAD(n)
 	Protect(func() {
 		step(s.k.send, mk)
-		body = sealRaw(mk, 0, body, ad, plaintext)
+		pkt = sealRaw(mk, 0, pkt, ad, plaintext)
 	})
 	s.sendN++
-	return encodePacket(kindTransport, body), nil
+	return pkt, nil
 }
 
 // reconstruct expands a 16-bit truncated message number to the one closest to

@@ -123,18 +123,14 @@ func (id *Identity) DH(peer keystore.PublicKey, out *[32]byte) error {
 	default:
 		return fmt.Errorf("tpm: dh: %v: %w", peer.Suite(), keystore.ErrUnsupportedSuite)
 	}
-	// PublicKey is validated, so ECDH yields an on-curve uncompressed point.
-	p, err := peer.ECDH()
-	if err != nil {
-		return fmt.Errorf("tpm: dh: %w", keystore.ErrInvalidPublicKey)
-	}
-	u := p.Bytes()
+	// PublicKey is validated: an on-curve point, decompressed at parse.
+	u := peer.Uncompressed()
 	in := tpm2.New2B(tpm2.TPMSECCPoint{
 		X: tpm2.TPM2BECCParameter{Buffer: u[1:33]},
 		Y: tpm2.TPM2BECCParameter{Buffer: u[33:65]},
 	})
 	var zero bool
-	err = id.withKey(&id.dhS, true, func(key tpm2.AuthHandle) (err error) {
+	err := id.withKey(&id.dhS, true, func(key tpm2.AuthHandle) (err error) {
 		id.ops.Add(1)
 		protect(func() { err = id.zgen(key, in, out, &zero) })
 		return err

@@ -358,18 +358,24 @@ def peer_addr(args):
     return parse_addr(args.to)
 
 
+def send_text(node, out, contact, text, addr):
+    """Sends one message, first reporting what arrived while it waited (the
+    handshake), then the message itself."""
+    from .node import Event
+    node.send(contact, text, addr)
+    for ev in node.backlog:
+        out.event(ev)
+    node.backlog = []
+    out.event(Event("sent", contact, text))
+
+
 def cmd_send(args, home, out):
     need_contact(home, args.contact)
     addr = peer_addr(args)
     node, idk = make_node(args, home)
     try:
         for text in args.message:
-            node.send(args.contact, text, addr)
-            for ev in node.backlog:
-                out.event(ev)
-            node.backlog = []
-            from .node import Event
-            out.event(Event("sent", args.contact, text))
+            send_text(node, out, args.contact, text, addr)
     finally:
         node.close()
         idk.close()
@@ -424,11 +430,7 @@ def cmd_chat(args, home, out):
                 for line in lines:
                     text = line.decode("utf-8", "replace").rstrip("\r")
                     if text:
-                        node.send(args.contact, text, addr)
-                        for ev in node.backlog:
-                            out.event(ev)
-                        node.backlog = []
-                        out.event(Event("sent", args.contact, text))
+                        send_text(node, out, args.contact, text, addr)
     finally:
         node.close()
         idk.close()
