@@ -169,9 +169,9 @@ func codeOf(err error, def C.int) C.int {
 		return errVersion
 	case errors.Is(err, core.ErrMalformed):
 		return errMalformed
-	case errors.Is(err, keystore.ErrAuth):
+	case errors.Is(err, keystore.ErrWrongPIN):
 		return errPIN
-	case errors.Is(err, keystore.ErrLocked):
+	case errors.Is(err, keystore.ErrLockedOut):
 		return errLocked
 	case errors.Is(err, keystore.ErrNotFound):
 		return errNotFound

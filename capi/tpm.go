@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 	"github.com/loramesh/loramesh-core/keystore/tpm"
 )
@@ -23,7 +24,7 @@ import (
 // instead of a read of freed memory.
 type tpmAuth struct {
 	mu  sync.Mutex
-	val *locked
+	val *secret.Buffer
 }
 
 func (a *tpmAuth) get(string) ([]byte, error) {
@@ -32,13 +33,13 @@ func (a *tpmAuth) get(string) ([]byte, error) {
 	if a.val == nil {
 		return nil, fmt.Errorf("auth value forgotten: keystore handle closed: %w", keystore.ErrClosed)
 	}
-	return append([]byte(nil), a.val.bytes()...), nil
+	return append([]byte(nil), a.val.Bytes()...), nil
 }
 
 func (a *tpmAuth) free() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.val.free()
+	a.val.Free()
 	a.val = nil
 }
 
@@ -57,7 +58,7 @@ func lm_keystore_open_tpm(device, keyDir *C.char, auth *C.uint8_t, authLen C.siz
 	if device != nil {
 		dev = C.GoString(device)
 	}
-	v, err := newLocked(auth, authLen)
+	v, err := lockedInput(auth, authLen)
 	if err != nil {
 		return fail(err, errInvalidArg)
 	}

@@ -123,7 +123,7 @@ func TestInteropFlynnInitiator(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			kind := uint8(core.KindInitX25519)
+			kind := core.KindInitX25519
 			if s == keystore.P256 {
 				kind = core.KindInitP256
 			}

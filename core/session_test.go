@@ -281,3 +281,43 @@ func TestDroppedObjectsFreeLockedMemory(t *testing.T) {
 	_, now := core.LockedMemory()
 	t.Fatalf("%d bytes of locked memory still held by dropped objects", now-before)
 }
+
+// The sizes core computes before acting (InitSize, ResponseSize,
+// EncryptedSize, PayloadSize) are the sizes of the packets it produces, at
+// every framing boundary.
+func TestSizesMatchPackets(t *testing.T) {
+	a, b := mustIdentity(t), mustIdentity(t)
+	for _, s := range suites {
+		k := dhPub(t, b, s)
+		for _, n := range []int{0, 1, 5, 6, 7, 23, 24, 100, 200, 205, 206, 207, 237, 238, 239, 240, 1000,
+			core.MaxInitPayload(s), core.MaxReplyPayload(s), core.MaxPlaintext} {
+			pl := make([]byte, n)
+			n1 := min(n, core.MaxInitPayload(s))
+			in, m1, err := core.Initiate(a, k, pl[:n1], nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := core.PayloadSize(m1, 0); core.InitSize(s, n1) != len(m1) || !ok || got != n1 {
+				t.Fatalf("%v msg1 of %d: InitSize %d, PayloadSize %d, packet %d", s, n1, core.InitSize(s, n1), got, len(m1))
+			}
+			n2 := min(n, core.MaxReplyPayload(s))
+			sess, _, m2, err := core.NewResponder(b, nil).Respond(m1, pl[:n2])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := core.PayloadSize(m2, s); core.ResponseSize(s, n2) != len(m2) || !ok || got != n2 {
+				t.Fatalf("%v msg2 of %d: ResponseSize %d, PayloadSize %d, packet %d", s, n2, core.ResponseSize(s, n2), got, len(m2))
+			}
+			n3 := min(n, core.MaxPlaintext)
+			p, err := sess.Encrypt(pl[:n3])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := core.PayloadSize(p, s); core.EncryptedSize(n3) != len(p) || !ok || got != n3 {
+				t.Fatalf("transport of %d: EncryptedSize %d, PayloadSize %d, packet %d", n3, core.EncryptedSize(n3), got, len(p))
+			}
+			sess.Close()
+			in.Close()
+		}
+	}
+}

@@ -25,7 +25,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/loramesh/loramesh-core/keystore/softhsm"
+	"github.com/loramesh/loramesh-core/internal/softhsm"
 )
 
 var (

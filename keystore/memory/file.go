@@ -13,7 +13,8 @@ import (
 
 	"github.com/awnumar/memguard"
 	"github.com/fxamacker/cbor/v2"
-	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/internal/files"
+	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -65,10 +66,10 @@ var decMode, _ = cbor.DecOptions{
 func fileKey(pass *memguard.Enclave, salt []byte, p Params, f func(key []byte) error) error {
 	return withLocked(pass, func(pw []byte) error {
 		var err error
-		core.Protect(func() {
+		secret.Do(func() {
 			k := argon2.IDKey(pw, salt, p.Time, p.Memory, p.Threads, chacha20poly1305.KeySize)
 			err = f(k)
-			core.Wipe(k)
+			secret.Wipe(k)
 		})
 		return err
 	})
@@ -77,7 +78,7 @@ func fileKey(pass *memguard.Enclave, salt []byte, p Params, f func(key []byte) e
 // Save writes id to path sealed under the passphrase, atomically, mode 0600.
 // An existing file is never overwritten.
 func Save(path string, id *Identity, pass *memguard.Enclave, p Params) error {
-	if err := p.check(); err != nil {
+	if err := p.Check(); err != nil {
 		return err
 	}
 	f := identityFile{Version: 1, Params: p, Salt: make([]byte, 16), Nonce: make([]byte, chacha20poly1305.NonceSizeX)}
@@ -104,11 +105,11 @@ func Save(path string, id *Identity, pass *memguard.Enclave, p Params) error {
 	if err != nil {
 		return err
 	}
-	return keystore.WriteNew(path, b)
+	return files.WriteNew(path, b)
 }
 
 // Load reads and decrypts an identity file. A wrong passphrase gives
-// keystore.ErrAuth, a damaged file ErrCorrupt; the file is never modified.
+// keystore.ErrWrongPIN, a damaged file ErrCorrupt; the file is never modified.
 func Load(path string, pass *memguard.Enclave) (*Identity, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -128,9 +129,9 @@ func Load(path string, pass *memguard.Enclave) (*Identity, error) {
 		}
 		seed, err := a.Open(nil, f.Nonce, f.Sealed, []byte(fileAD))
 		if err != nil {
-			return fmt.Errorf("%w (or the file was altered)", keystore.ErrAuth)
+			return fmt.Errorf("%w (or the file was altered)", keystore.ErrWrongPIN)
 		}
-		defer core.Wipe(seed)
+		defer secret.Wipe(seed)
 		id, err = FromSeed(seed)
 		return err
 	})
@@ -145,7 +146,7 @@ func parseFile(b []byte) (identityFile, error) {
 		len(f.Sealed) != SeedSize+chacha20poly1305.Overhead {
 		return f, ErrCorrupt
 	}
-	if f.Params.check() != nil {
+	if f.Params.Check() != nil {
 		return f, fmt.Errorf("%w: argon2id parameters out of range", ErrCorrupt)
 	}
 	return f, nil
@@ -154,9 +155,9 @@ func parseFile(b []byte) (identityFile, error) {
 // ErrParams: argon2id parameters outside what Load accepts.
 var ErrParams = fmt.Errorf("%w: argon2id parameters out of range (time 1-%d, threads >= 1, memory 8*threads KiB to 1 GiB)", keystore.ErrKeystore, maxTime)
 
-// check applies the bounds Load enforces, so nothing is written that could
+// Check applies the bounds Load enforces, so nothing is written that could
 // not be read back.
-func (p Params) check() error {
+func (p Params) Check() error {
 	if p.Time < 1 || p.Time > maxTime || p.Threads < 1 || p.Memory < 8*uint32(p.Threads) || p.Memory > maxMemory {
 		return ErrParams
 	}
@@ -181,7 +182,7 @@ const ext = ".lmid"
 // p == nil means DefaultParams for new files.
 func Open(dir string, passphrase []byte, p *Params) (*Keystore, error) {
 	if len(passphrase) == 0 {
-		return nil, fmt.Errorf("%w: empty passphrase", keystore.ErrAuth)
+		return nil, fmt.Errorf("%w: empty passphrase", keystore.ErrWrongPIN)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("%w: %v", keystore.ErrKeystore, err)
@@ -190,7 +191,7 @@ func Open(dir string, passphrase []byte, p *Params) (*Keystore, error) {
 	if p != nil {
 		k.params = *p
 	}
-	if err := k.params.check(); err != nil {
+	if err := k.params.Check(); err != nil {
 		return nil, err
 	}
 	pass, err := sealNew(passphrase)
@@ -202,7 +203,7 @@ func Open(dir string, passphrase []byte, p *Params) (*Keystore, error) {
 }
 
 func (k *Keystore) path(name string) (string, error) {
-	if err := keystore.CheckName(name); err != nil {
+	if err := files.CheckName(name); err != nil {
 		return "", err
 	}
 	return filepath.Join(k.dir, name+ext), nil
@@ -264,12 +265,12 @@ func (k *Keystore) List() ([]string, error) {
 	}
 	ents, err := os.ReadDir(k.dir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("memory: listing %s: %w (%w)", k.dir, keystore.ErrKeystore, err)
 	}
 	var names []string
 	for _, e := range ents {
 		n, ok := strings.CutSuffix(e.Name(), ext)
-		if ok && e.Type().IsRegular() && keystore.CheckName(n) == nil {
+		if ok && e.Type().IsRegular() && files.CheckName(n) == nil {
 			names = append(names, n)
 		}
 	}

@@ -17,7 +17,8 @@ import (
 	"time"
 
 	"github.com/awnumar/memguard"
-	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/internal/prim"
+	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 )
 
@@ -70,7 +71,7 @@ func withLocked(e *memguard.Enclave, f func(b []byte) error) error {
 // allocLocked opens e into a new LockedBuffer; for e == nil it only checks
 // the headroom, for callers that make their own buffer next.
 func allocLocked(e *memguard.Enclave) (b *memguard.LockedBuffer, err error) {
-	err = core.WithLockedHeadroom(memguardPages, func() error {
+	err = secret.WithHeadroom(memguardPages, func() error {
 		if e == nil {
 			return nil
 		}
@@ -85,7 +86,7 @@ func allocLocked(e *memguard.Enclave) (b *memguard.LockedBuffer, err error) {
 
 // sealNew copies src into a new enclave, under the headroom check.
 func sealNew(src []byte) (e *memguard.Enclave, err error) {
-	err = core.WithLockedHeadroom(memguardPages, func() error {
+	err = secret.WithHeadroom(memguardPages, func() error {
 		b := memguard.NewBuffer(len(src))
 		b.Copy(src)
 		e = b.Seal()
@@ -97,7 +98,7 @@ func sealNew(src []byte) (e *memguard.Enclave, err error) {
 // Generate makes a new identity from crypto/rand.
 func Generate() (*Identity, error) {
 	var seed [SeedSize]byte
-	defer core.Wipe(seed[:])
+	defer secret.Wipe(seed[:])
 	if _, err := io.ReadFull(rand.Reader, seed[:]); err != nil {
 		return nil, err
 	}
@@ -116,24 +117,24 @@ func FromSeed(seed []byte) (*Identity, error) {
 	}
 	id := &Identity{seed: sealed}
 	err = withLocked(id.seed, func(s []byte) (err error) {
-		core.Protect(func() {
+		secret.Do(func() {
 			priv := ed25519.NewKeyFromSeed(s)
 			id.edPub = append(ed25519.PublicKey(nil), priv[32:]...)
-			core.Wipe(priv)
+			secret.Wipe(priv)
 			var sc, u [32]byte
 			x25519Scalar(s, &sc)
-			if err = core.X25519Base(&u, &sc); err != nil {
+			if err = prim.X25519Base(&u, &sc); err != nil {
 				return
 			}
-			core.Wipe(sc[:])
+			secret.Wipe(sc[:])
 			if id.xPub, err = keystore.ParsePublicKey(keystore.X25519, u[:]); err != nil {
 				return
 			}
 			var k [32]byte
 			if err = p256Scalar(s, &k); err == nil {
-				id.pPub, err = core.P256Base(&k)
+				id.pPub, err = prim.P256Base(&k)
 			}
-			core.Wipe32(&k)
+			secret.Wipe(k[:])
 		})
 		return err
 	})
@@ -148,7 +149,7 @@ func FromSeed(seed []byte) (*Identity, error) {
 func x25519Scalar(seed []byte, out *[32]byte) {
 	h := sha512.Sum512(seed)
 	copy(out[:], h[:32])
-	core.Wipe(h[:])
+	secret.Wipe(h[:])
 }
 
 // p256Scalar derives the identity's P-256 private key into out: the first
@@ -157,12 +158,12 @@ func x25519Scalar(seed []byte, out *[32]byte) {
 // probability about 2^-32.
 func p256Scalar(seed []byte, out *[32]byte) error {
 	for c := byte(0); c < 16; c++ {
-		core.HMACSHA256(out, seed, []byte("loramesh p256 identity v1"), []byte{c})
-		if core.P256ScalarValid(out) {
+		prim.HMAC(out, seed, []byte("loramesh p256 identity v1"), []byte{c})
+		if prim.P256ScalarValid(out) {
 			return nil
 		}
 	}
-	core.Wipe32(out)
+	secret.Wipe(out[:])
 	return errors.New("memory: no valid P-256 scalar")
 }
 
@@ -257,10 +258,10 @@ func (id *Identity) Sign(_ io.Reader, message []byte, opts crypto.SignerOpts) (s
 		return nil, errors.New("memory: Ed25519 signs unhashed messages (use crypto.Hash(0))")
 	}
 	err = id.use(func(seed []byte) error {
-		core.Protect(func() {
+		secret.Do(func() {
 			priv := ed25519.NewKeyFromSeed(seed)
 			sig = ed25519.Sign(priv, message)
-			core.Wipe(priv)
+			secret.Wipe(priv)
 		})
 		return nil
 	})
@@ -270,20 +271,20 @@ func (id *Identity) Sign(_ io.Reader, message []byte, opts crypto.SignerOpts) (s
 // DH computes the shared secret with peer into out.
 func (id *Identity) DH(peer keystore.PublicKey, out *[32]byte) error {
 	return id.use(func(seed []byte) (err error) {
-		core.Protect(func() {
+		secret.Do(func() {
 			switch peer.Suite() {
 			case keystore.X25519:
 				var sc, u [32]byte
 				x25519Scalar(seed, &sc)
 				copy(u[:], peer.Bytes())
-				err = core.X25519(out, &sc, &u)
-				core.Wipe(sc[:])
+				err = prim.X25519(out, &sc, &u)
+				secret.Wipe(sc[:])
 			case keystore.P256:
 				var k [32]byte
 				if err = p256Scalar(seed, &k); err == nil {
-					err = core.P256(out, &k, peer)
+					err = prim.P256(out, &k, peer)
 				}
-				core.Wipe32(&k)
+				secret.Wipe(k[:])
 			default:
 				err = keystore.ErrUnsupportedSuite
 			}

@@ -118,7 +118,7 @@ func TestKeystoreFiles(t *testing.T) {
 	}
 
 	wrong, _ := memory.Open(dir, []byte("wrong"), fast)
-	if _, err := wrong.Open("alice"); !errors.Is(err, keystore.ErrAuth) {
+	if _, err := wrong.Open("alice"); !errors.Is(err, keystore.ErrWrongPIN) {
 		t.Fatalf("wrong passphrase: %v", err)
 	}
 	for _, damaged := range [][]byte{orig[:len(orig)/2], append(bytes.Clone(orig), 1), {}, []byte("garbage")} {
@@ -130,7 +130,7 @@ func TestKeystoreFiles(t *testing.T) {
 	flipped := bytes.Clone(orig)
 	flipped[len(flipped)-3] ^= 1
 	os.WriteFile(filepath.Join(dir, "flip.lmid"), flipped, 0o600)
-	if _, err := ks.Open("flip"); !errors.Is(err, keystore.ErrAuth) {
+	if _, err := ks.Open("flip"); !errors.Is(err, keystore.ErrWrongPIN) {
 		t.Fatalf("altered ciphertext: %v", err)
 	}
 	if now, _ := os.ReadFile(path); !bytes.Equal(now, orig) {

@@ -35,7 +35,7 @@ import (
 
 	p11 "github.com/miekg/pkcs11"
 
-	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 )
 
@@ -99,7 +99,7 @@ func OpenURI(uri string, pin []byte) (*Keystore, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer core.Wipe(cfg.PINValue)
+	defer secret.Wipe(cfg.PINValue)
 	return Open(cfg, pin)
 }
 
@@ -431,7 +431,7 @@ func derive(ctx *p11.Ctx, sh p11.SessionHandle, key p11.ObjectHandle, point []by
 		// The secret would outlive us in a pooled session: drop the
 		// session, which destroys its objects.
 		if err == nil {
-			core.Wipe(a[0].Value)
+			secret.Wipe(a[0].Value)
 		}
 		return fmt.Errorf("%w: %w", errDropSession, wrap("destroying derived secret", derr))
 	}
@@ -441,7 +441,7 @@ func derive(ctx *p11.Ctx, sh p11.SessionHandle, key p11.ObjectHandle, point []by
 	v := a[0].Value
 	// miekg's C-side copy is freed unwiped: a limit of the binding (see the
 	// package documentation).
-	defer core.Wipe(v)
+	defer secret.Wipe(v)
 	if len(v) != 32 {
 		return fmt.Errorf("pkcs11: derived %d bytes, want 32: %w", len(v), keystore.ErrKeystore)
 	}

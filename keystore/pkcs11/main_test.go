@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/loramesh/loramesh-core/keystore"
-	"github.com/loramesh/loramesh-core/keystore/softhsm"
+	"github.com/loramesh/loramesh-core/internal/softhsm"
 )
 
 // Tokens shared by the tests: SoftHSM reads SOFTHSM2_CONF at C_Initialize,

@@ -12,7 +12,7 @@ import (
 	"github.com/awnumar/memguard"
 	p11 "github.com/miekg/pkcs11"
 
-	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 )
 
@@ -201,22 +201,22 @@ func pinBuffer(cfg Config, pin []byte) (*memguard.LockedBuffer, error) {
 	if pin == nil && cfg.PINSource != "" {
 		b, err := os.ReadFile(strings.TrimPrefix(cfg.PINSource, "file:"))
 		if err != nil {
-			return nil, fmt.Errorf("pkcs11: reading pin-source: %w", keystore.ErrAuth)
+			return nil, fmt.Errorf("pkcs11: reading pin-source: %w", keystore.ErrWrongPIN)
 		}
-		defer core.Wipe(b)
+		defer secret.Wipe(b)
 		pin = b
 		for len(pin) > 0 && (pin[len(pin)-1] == '\n' || pin[len(pin)-1] == '\r') {
 			pin = pin[:len(pin)-1]
 		}
 	}
 	if len(pin) == 0 {
-		return nil, fmt.Errorf("pkcs11: no PIN given: %w", keystore.ErrAuth)
+		return nil, fmt.Errorf("pkcs11: no PIN given: %w", keystore.ErrWrongPIN)
 	}
 	// memguard panics, purging every buffer in the process, when mlock
 	// fails: core.WithLockedHeadroom checks the pages first (the buffer,
 	// memguard's three key buffers on first use, one to spare).
 	var buf *memguard.LockedBuffer
-	err := core.WithLockedHeadroom(5, func() error {
+	err := secret.WithHeadroom(5, func() error {
 		buf = memguard.NewBuffer(len(pin))
 		buf.Copy(pin)
 		return nil
@@ -269,7 +269,7 @@ func (t *token) checkPIN(cfg Config, pin []byte) error {
 	}
 	defer buf.Destroy()
 	var want *memguard.LockedBuffer
-	if herr := core.WithLockedHeadroom(5, func() error { want, err = t.pin.Open(); return nil }); herr != nil {
+	if herr := secret.WithHeadroom(5, func() error { want, err = t.pin.Open(); return nil }); herr != nil {
 		return fmt.Errorf("pkcs11: PIN: %w", herr)
 	}
 	if err != nil {
@@ -277,7 +277,7 @@ func (t *token) checkPIN(cfg Config, pin []byte) error {
 	}
 	defer want.Destroy()
 	if !want.EqualTo(buf.Bytes()) {
-		return fmt.Errorf("pkcs11: login: %w", keystore.ErrAuth)
+		return fmt.Errorf("pkcs11: login: %w", keystore.ErrWrongPIN)
 	}
 	return nil
 }
@@ -361,9 +361,9 @@ func wrap(step string, err error) error {
 	var s error
 	switch rv {
 	case p11.CKR_PIN_INCORRECT, p11.CKR_PIN_INVALID, p11.CKR_PIN_LEN_RANGE:
-		s = keystore.ErrAuth
+		s = keystore.ErrWrongPIN
 	case p11.CKR_PIN_LOCKED, p11.CKR_PIN_EXPIRED:
-		s = keystore.ErrLocked
+		s = keystore.ErrLockedOut
 	case p11.CKR_TOKEN_NOT_PRESENT, p11.CKR_DEVICE_REMOVED, p11.CKR_TOKEN_NOT_RECOGNIZED:
 		s = ErrTokenNotPresent
 	case p11.CKR_MECHANISM_INVALID, p11.CKR_CURVE_NOT_SUPPORTED:

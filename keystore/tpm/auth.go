@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/awnumar/memguard"
-	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 )
 
@@ -18,7 +18,7 @@ type lockedAuth struct{ b *memguard.LockedBuffer }
 // returns core.ErrLockedMemory instead.
 func newLockedAuth(fn func(string) ([]byte, error), name string) (*lockedAuth, error) {
 	v, err := fn(name)
-	defer core.Wipe(v)
+	defer secret.Wipe(v)
 	if err != nil {
 		return nil, fmt.Errorf("tpm: auth value for %s: %w", name, err)
 	}
@@ -30,7 +30,7 @@ func newLockedAuth(fn func(string) ([]byte, error), name string) (*lockedAuth, e
 		return nil, fmt.Errorf("tpm: auth value for %s is longer than 32 bytes: %w", name, keystore.ErrKeystore)
 	}
 	var b *memguard.LockedBuffer
-	err = core.WithLockedHeadroom(authPages, func() error {
+	err = secret.WithHeadroom(authPages, func() error {
 		b = memguard.NewBufferFromBytes(v)
 		return nil
 	})
@@ -70,4 +70,4 @@ func (a *lockedAuth) Destroy() {
 // protect runs f with core.Protect: the TPM commands that carry secrets
 // leave plaintext copies in go-tpm's buffers, which only runtime/secret
 // builds erase.
-func protect(f func()) { core.Protect(f) }
+func protect(f func()) { secret.Do(f) }

@@ -28,19 +28,19 @@ var (
 // LockoutError reports TPM_RC_LOCKOUT: the dictionary-attack counter reached
 // its maximum. Wait is the TPM's lockout interval (the time until one more
 // try is allowed), zero if the TPM did not report it. It matches
-// keystore.ErrLocked.
+// keystore.ErrLockedOut.
 type LockoutError struct {
 	Wait time.Duration
 }
 
 func (e *LockoutError) Error() string {
 	if e.Wait > 0 {
-		return fmt.Sprintf("%v: TPM dictionary-attack lockout, retry in %v", keystore.ErrLocked, e.Wait)
+		return fmt.Sprintf("%v: TPM dictionary-attack lockout, retry in %v", keystore.ErrLockedOut, e.Wait)
 	}
-	return fmt.Sprintf("%v: TPM dictionary-attack lockout", keystore.ErrLocked)
+	return fmt.Sprintf("%v: TPM dictionary-attack lockout", keystore.ErrLockedOut)
 }
 
-func (e *LockoutError) Unwrap() error { return keystore.ErrLocked }
+func (e *LockoutError) Unwrap() error { return keystore.ErrLockedOut }
 
 // isAuthFail reports whether err is the TPM rejecting an auth value.
 func isAuthFail(err error) bool {
@@ -52,7 +52,7 @@ func isAuthFail(err error) bool {
 func classify(step string, err error) error {
 	switch {
 	case isAuthFail(err):
-		return fmt.Errorf("tpm: %s: %w (%w)", step, keystore.ErrAuth, err)
+		return fmt.Errorf("tpm: %s: %w (%w)", step, keystore.ErrWrongPIN, err)
 	case errors.Is(err, tpm2.TPMRCIntegrity):
 		return fmt.Errorf("tpm: %s: %w (%w)", step, ErrBadBlob, err)
 	case errors.Is(err, tpm2.TPMRCCurve):

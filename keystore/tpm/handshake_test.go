@@ -12,7 +12,7 @@ import (
 	"github.com/loramesh/loramesh-core/keystore"
 	"github.com/loramesh/loramesh-core/keystore/memory"
 	"github.com/loramesh/loramesh-core/keystore/pkcs11"
-	"github.com/loramesh/loramesh-core/keystore/softhsm"
+	"github.com/loramesh/loramesh-core/internal/softhsm"
 )
 
 // handshake runs Noise_IK_P256 between tpmID and other in both roles: each

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/google/go-tpm/tpm2"
-	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 	"golang.org/x/crypto/cryptobyte"
 	"golang.org/x/crypto/cryptobyte/asn1"
@@ -136,7 +136,7 @@ func (id *Identity) DH(peer keystore.PublicKey, out *[32]byte) error {
 		return err
 	})
 	if err != nil {
-		core.Wipe(out[:])
+		secret.Wipe(out[:])
 		return classify("dh", err)
 	}
 	if zero {
@@ -157,8 +157,8 @@ func (id *Identity) zgen(key tpm2.AuthHandle, in tpm2.TPM2BECCPoint, out *[32]by
 	if err != nil {
 		return err
 	}
-	defer core.Wipe(z.X.Buffer)
-	defer core.Wipe(z.Y.Buffer)
+	defer secret.Wipe(z.X.Buffer)
+	defer secret.Wipe(z.Y.Buffer)
 	if len(z.X.Buffer) > 32 {
 		return errors.New("ZGen returned an oversized coordinate")
 	}
@@ -202,7 +202,7 @@ func (id *Identity) withKey(sp **session, encryptOut bool, f func(tpm2.AuthHandl
 			fresh.Destroy()
 		}
 		if id.hasAuth && id.auth == nil {
-			return fmt.Errorf("no auth value for %s: %w", id.name, keystore.ErrAuth)
+			return fmt.Errorf("no auth value for %s: %w", id.name, keystore.ErrWrongPIN)
 		}
 		if sp == nil {
 			var oneShot *session

@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/loramesh/loramesh-core/keystore"
-	"github.com/loramesh/loramesh-core/keystore/tpm/tpmsim"
+	"github.com/loramesh/loramesh-core/internal/tpmsim"
 )
 
 // shared is the process's one simulator, run outside any secret.Do.

@@ -262,18 +262,18 @@ func TestSwtpm(t *testing.T) {
 		defer func() { id.Close(); ks.Close() }()
 		var z [32]byte
 		for i := range 3 {
-			if err := id.DH(peer, &z); !errors.Is(err, keystore.ErrAuth) {
+			if err := id.DH(peer, &z); !errors.Is(err, keystore.ErrWrongPIN) {
 				t.Fatalf("wrong auth %d: %v", i, err)
 			}
 		}
 		err = id.DH(peer, &z)
 		var le *LockoutError
-		if !errors.Is(err, keystore.ErrLocked) || !errors.As(err, &le) || le.Wait != 1000*time.Second {
+		if !errors.Is(err, keystore.ErrLockedOut) || !errors.As(err, &le) || le.Wait != 1000*time.Second {
 			t.Fatalf("after 3 failures: %v", err)
 		}
 		// Even the right value is locked out now.
 		id.(*Identity).authFn = pin(right)
-		if err := id.DH(peer, &z); !errors.Is(err, keystore.ErrLocked) {
+		if err := id.DH(peer, &z); !errors.Is(err, keystore.ErrLockedOut) {
 			t.Fatalf("right auth during lockout: %v", err)
 		}
 		// swtpm serves one connection at a time: let the tool in.

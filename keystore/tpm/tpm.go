@@ -8,8 +8,8 @@
 // dictionary-attack logic: on the reference TPM and swtpm, 3 wrong values
 // lock every such key out for 1000 s (one try comes back per interval; the
 // owner of the lockout authorization can clear it, e.g. `tpm2_dictionarylockout
-// -c`). Lockout gives a *LockoutError (keystore.ErrLocked) with the wait. A
-// wrong value gives keystore.ErrAuth and the cached value is dropped: the next
+// -c`). Lockout gives a *LockoutError (keystore.ErrLockedOut) with the wait. A
+// wrong value gives keystore.ErrWrongPIN and the cached value is dropped: the next
 // operation asks Config.Auth again. The value lives in memguard locked memory,
 // whose package init disables core dumps for the whole process.
 //
@@ -41,6 +41,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
 	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
 	"github.com/google/go-tpm/tpm2/transport/tcp"
+	"github.com/loramesh/loramesh-core/internal/files"
 	"github.com/loramesh/loramesh-core/keystore"
 )
 
@@ -143,7 +144,7 @@ func (ks *Keystore) check(name string) error {
 	if ks.closed.Load() {
 		return keystore.ErrClosed
 	}
-	return keystore.CheckName(name)
+	return files.CheckName(name)
 }
 
 // Generate creates a P-256 identity (the only suite a TPM offers here) and
@@ -180,7 +181,7 @@ func (ks *Keystore) Generate(name string, suites ...keystore.Suite) (keystore.Id
 	}
 	pem, err := encodeKey(pub, priv, hasAuth)
 	if err == nil {
-		err = keystore.WriteNew(ks.path(name), pem)
+		err = files.WriteNew(ks.path(name), pem)
 	}
 	if err != nil {
 		auth.Destroy()
@@ -263,7 +264,7 @@ func (ks *Keystore) List() ([]string, error) {
 	var names []string
 	for _, e := range es {
 		n, ok := strings.CutSuffix(e.Name(), ".pem")
-		if ok && e.Type().IsRegular() && keystore.CheckName(n) == nil {
+		if ok && e.Type().IsRegular() && files.CheckName(n) == nil {
 			names = append(names, n)
 		}
 	}

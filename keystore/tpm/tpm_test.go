@@ -250,7 +250,7 @@ func TestWrongAuthSim(t *testing.T) {
 	defer id.Close()
 	var z [32]byte
 	_, peer := softPeer(t)
-	if err := id.DH(peer, &z); !errors.Is(err, keystore.ErrAuth) {
+	if err := id.DH(peer, &z); !errors.Is(err, keystore.ErrWrongPIN) {
 		t.Fatalf("wrong auth: %v", err)
 	}
 	// The bad value was dropped: the callback is asked again.

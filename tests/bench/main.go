@@ -28,9 +28,9 @@ import (
 	"github.com/loramesh/loramesh-core/keystore"
 	"github.com/loramesh/loramesh-core/keystore/memory"
 	"github.com/loramesh/loramesh-core/keystore/pkcs11"
-	"github.com/loramesh/loramesh-core/keystore/softhsm"
+	"github.com/loramesh/loramesh-core/internal/softhsm"
 	"github.com/loramesh/loramesh-core/keystore/tpm"
-	"github.com/loramesh/loramesh-core/keystore/tpm/tpmsim"
+	"github.com/loramesh/loramesh-core/internal/tpmsim"
 	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/sys/unix"
 )

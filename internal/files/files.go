@@ -1,4 +1,7 @@
-package keystore
+// Package files holds the file handling shared by the keystores that keep
+// one file per identity (memory, TPM): the identity name rule, and the
+// atomic, never-overwriting writer.
+package files
 
 import (
 	"errors"
@@ -6,22 +9,20 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/loramesh/loramesh-core/keystore"
 )
 
-// Helpers for keystores that keep one file per identity (memory, TPM).
-
-// ErrInvalidName: identity names are 1-64 of A-Z a-z 0-9 . _ - and do not
-// start with . or -, so that a name is always a plain file name.
-var ErrInvalidName = fmt.Errorf("%w: invalid identity name (1-64 of A-Z a-z 0-9 . _ -, not starting with . or -)", ErrKeystore)
-
-// CheckName returns ErrInvalidName unless name is a valid identity name.
+// CheckName returns keystore.ErrInvalidName unless name is a valid identity
+// name: 1-64 of A-Z a-z 0-9 . _ -, not starting with . or -, so that a name
+// is always a plain file name. Every keystore and the C ABI apply it.
 func CheckName(name string) error {
 	if name == "" || len(name) > 64 || name[0] == '.' || name[0] == '-' {
-		return ErrInvalidName
+		return keystore.ErrInvalidName
 	}
-	for _, c := range name {
+	for _, c := range []byte(name) {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return ErrInvalidName
+			return keystore.ErrInvalidName
 		}
 	}
 	return nil
@@ -29,8 +30,9 @@ func CheckName(name string) error {
 
 // WriteNew writes data to path atomically with mode 0600 and never replaces
 // an existing file: a temporary file in the same directory is synced, then
-// hard-linked into place (link fails if path exists: ErrExists), then the
-// directory is synced. A crash leaves either no file or the whole file.
+// hard-linked into place (link fails if path exists: keystore.ErrExists),
+// then the directory is synced. A crash leaves either no file or the whole
+// file.
 func WriteNew(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, ".tmp-*")
@@ -52,7 +54,7 @@ func WriteNew(path string, data []byte) error {
 		return err
 	}
 	if err := os.Link(f.Name(), path); errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("%w: %s", ErrExists, filepath.Base(path))
+		return fmt.Errorf("%s: %w", filepath.Base(path), keystore.ErrExists)
 	} else if err != nil {
 		return err
 	}
