@@ -7,8 +7,8 @@ import (
 	"os"
 	"testing"
 
-	"github.com/loramesh/loramesh-core/keystore"
 	"github.com/loramesh/loramesh-core/internal/softhsm"
+	"github.com/loramesh/loramesh-core/keystore"
 )
 
 // Tokens shared by the tests: SoftHSM reads SOFTHSM2_CONF at C_Initialize,

@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
-	"github.com/loramesh/loramesh-core/keystore"
 	"github.com/loramesh/loramesh-core/internal/tpmsim"
+	"github.com/loramesh/loramesh-core/keystore"
 )
 
 // shared is the process's one simulator, run outside any secret.Do.
