@@ -142,3 +142,19 @@ func getString[T any](fn string, h C.uint64_t, k kind, buf *C.char, n *C.size_t,
 	}
 	return simpleString(fn, o, s)
 }
+
+// inOut checks an input (p, n) and an output buffer and looks h up: the
+// common start of the exports that turn bytes into bytes with an object.
+func inOut[T any](fn string, h C.uint64_t, k kind, p *C.uint8_t, n C.size_t, buf *C.uint8_t, bn *C.size_t) (T, []byte, out, C.int) {
+	var zero T
+	in, good := view(p, n)
+	o := outBuf(buf, bn)
+	if !good || !o.valid() {
+		return zero, nil, o, failf(errInvalidArg, "%s: NULL argument", fn)
+	}
+	v, found := get[T](h, k)
+	if !found {
+		return zero, nil, o, badHandle(fn)
+	}
+	return v, in, o, ok
+}

@@ -117,14 +117,9 @@ func lm_identity_suites(h C.uint64_t, mask *C.uint32_t) (rc C.int) {
 func lm_identity_sign(h C.uint64_t, msg *C.uint8_t, msgLen C.size_t, sig *C.uint8_t, sigLen *C.size_t) (rc C.int) {
 	defer guard(&rc)
 	const fn = "lm_identity_sign"
-	m, good := view(msg, msgLen)
-	o := outBuf(sig, sigLen)
-	if !good || !o.valid() {
-		return failf(errInvalidArg, "%s: NULL argument", fn)
-	}
-	id, found := get[keystore.Identity](h, kindIdentity)
-	if !found {
-		return badHandle(fn)
+	id, m, o, rc := inOut[keystore.Identity](fn, h, kindIdentity, msg, msgLen, sig, sigLen)
+	if rc != ok {
+		return rc
 	}
 	if rc := sizes(fn, []out{o}, []int{core.SignatureSize}); rc != ok {
 		return rc

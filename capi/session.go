@@ -28,17 +28,12 @@ func lm_encrypt_size(n C.size_t) (size C.size_t) {
 func lm_session_encrypt(h C.uint64_t, pt *C.uint8_t, ptLen C.size_t, buf *C.uint8_t, n *C.size_t) (rc C.int) {
 	defer guard(&rc)
 	const fn = "lm_session_encrypt"
-	p, good := view(pt, ptLen)
-	o := outBuf(buf, n)
-	if !good || !o.valid() {
-		return failf(errInvalidArg, "%s: NULL argument", fn)
+	s, p, o, rc := inOut[*core.Session](fn, h, kindSession, pt, ptLen, buf, n)
+	if rc != ok {
+		return rc
 	}
 	if len(p) > maxPayload {
 		return failf(errMalformed, "%s: plaintext longer than %d bytes", fn, maxPayload)
-	}
-	s, found := get[*core.Session](h, kindSession)
-	if !found {
-		return badHandle(fn)
 	}
 	// Checked before Encrypt takes a message number.
 	need := core.EncryptedSize(len(p))
@@ -60,14 +55,9 @@ func lm_session_encrypt(h C.uint64_t, pt *C.uint8_t, ptLen C.size_t, buf *C.uint
 func lm_session_decrypt(h C.uint64_t, pkt *C.uint8_t, pktLen C.size_t, buf *C.uint8_t, n *C.size_t) (rc C.int) {
 	defer guard(&rc)
 	const fn = "lm_session_decrypt"
-	p, good := view(pkt, pktLen)
-	o := outBuf(buf, n)
-	if !good || !o.valid() {
-		return failf(errInvalidArg, "%s: NULL argument", fn)
-	}
-	s, found := get[*core.Session](h, kindSession)
-	if !found {
-		return badHandle(fn)
+	s, p, o, rc := inOut[*core.Session](fn, h, kindSession, pkt, pktLen, buf, n)
+	if rc != ok {
+		return rc
 	}
 	// Decrypt commits on success: size the plaintext first. Packets whose
 	// framing does not parse fail in core with nothing changed.

@@ -20,9 +20,6 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
-// ErrCorrupt means an identity file is truncated or not an identity file.
-var ErrCorrupt = errors.New("memory: identity file corrupted or not an identity file")
-
 // Params are the argon2id costs stored in each identity file.
 type Params struct {
 	Time    uint32 // passes
@@ -151,9 +148,6 @@ func parseFile(b []byte) (identityFile, error) {
 	}
 	return f, nil
 }
-
-// ErrParams: argon2id parameters outside what Load accepts.
-var ErrParams = fmt.Errorf("%w: argon2id parameters out of range (time 1-%d, threads >= 1, memory 8*threads KiB to 1 GiB)", keystore.ErrKeystore, maxTime)
 
 // Check applies the bounds Load enforces, so nothing is written that could
 // not be read back.

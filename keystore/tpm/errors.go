@@ -6,23 +6,16 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
+	"github.com/loramesh/loramesh-core/internal/errs"
 	"github.com/loramesh/loramesh-core/keystore"
 )
 
-// tpmError is a sentinel of this package that also matches
-// keystore.ErrKeystore, so callers that only know the keystore seam still
-// classify it as a key-holder failure.
-type tpmError string
-
-func (e tpmError) Error() string { return string(e) }
-func (e tpmError) Unwrap() error { return keystore.ErrKeystore }
-
 // Errors specific to TPMs. Each also matches keystore.ErrKeystore.
 var (
-	ErrNoDevice   error = tpmError("tpm: device not found")
-	ErrPermission error = tpmError("tpm: permission denied on device (is the user in group tss?)")
-	ErrBadBlob    error = tpmError("tpm: key blob does not load on this TPM (made by another TPM or under another owner seed?)")
-	ErrNoP256     error = tpmError("tpm: TPM does not support ECC P-256")
+	ErrNoDevice   = errs.Sub(keystore.ErrKeystore, "TPM device not found")
+	ErrPermission = errs.Sub(keystore.ErrKeystore, "permission denied on the TPM device (is the user in group tss?)")
+	ErrBadBlob    = errs.Sub(keystore.ErrKeystore, "key blob does not load on this TPM (made by another TPM or under another owner seed?)")
+	ErrNoP256     = errs.Sub(keystore.ErrKeystore, "TPM does not support ECC P-256")
 )
 
 // LockoutError reports TPM_RC_LOCKOUT: the dictionary-attack counter reached
