@@ -2,9 +2,9 @@ package pkcs11
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"fmt"
 
+	"github.com/loramesh/loramesh-core/internal/prim"
 	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 	p11 "github.com/miekg/pkcs11"
@@ -151,9 +151,8 @@ func derive(ctx *p11.Ctx, sh p11.SessionHandle, key p11.ObjectHandle, point []by
 		return fmt.Errorf("pkcs11: derived %d bytes, want 32: %w", len(v), keystore.ErrKeystore)
 	}
 	copy(out[:], v)
-	var zero [32]byte
-	if subtle.ConstantTimeCompare(out[:], zero[:]) == 1 {
-		return fmt.Errorf("pkcs11: all-zero shared secret: %w", keystore.ErrInvalidPublicKey)
+	if secret.IsZero(out[:]) {
+		return fmt.Errorf("pkcs11: deriving: %w", prim.ErrZero)
 	}
 	return nil
 }

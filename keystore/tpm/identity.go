@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/google/go-tpm/tpm2"
+	"github.com/loramesh/loramesh-core/internal/prim"
 	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 	"golang.org/x/crypto/cryptobyte"
@@ -140,7 +140,7 @@ func (id *Identity) DH(peer keystore.PublicKey, out *[32]byte) error {
 		return classify("dh", err)
 	}
 	if zero {
-		return fmt.Errorf("tpm: dh: all-zero shared secret: %w", keystore.ErrInvalidPublicKey)
+		return fmt.Errorf("tpm: dh: %w", prim.ErrZero)
 	}
 	return nil
 }
@@ -165,11 +165,7 @@ func (id *Identity) zgen(key tpm2.AuthHandle, in tpm2.TPM2BECCPoint, out *[32]by
 	// Right-align in case the TPM dropped leading zero bytes.
 	clear(out[:32-len(z.X.Buffer)])
 	copy(out[32-len(z.X.Buffer):], z.X.Buffer)
-	var acc byte
-	for _, c := range out {
-		acc |= c
-	}
-	*zero = subtle.ConstantTimeByteEq(acc, 0) == 1
+	*zero = secret.IsZero(out[:])
 	return nil
 }
 
