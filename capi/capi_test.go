@@ -50,12 +50,18 @@ func TestCodesMatchHeader(t *testing.T) {
 		}
 	}
 	macro := func(name string) int {
-		m := regexp.MustCompile(`#define ` + name + ` (\d+)`).FindStringSubmatch(h)
+		m := regexp.MustCompile(`#define ` + name + ` (0x[0-9a-f]+|\d+)`).FindStringSubmatch(h)
 		if m == nil {
 			t.Fatalf("no %s in header", name)
 		}
-		v, _ := strconv.Atoi(m[1])
-		return v
+		v, _ := strconv.ParseInt(m[1], 0, 64)
+		return int(v)
+	}
+	for name, k := range map[string]core.Kind{"LM_PACKET_INIT_X25519": core.KindInitX25519, "LM_PACKET_INIT_P256": core.KindInitP256,
+		"LM_PACKET_RESPONSE": core.KindResponse, "LM_PACKET_TRANSPORT": core.KindTransport, "LM_PACKET_CARD": core.KindCard} {
+		if macro(name) != int(k) {
+			t.Errorf("%s differs from core", name)
+		}
 	}
 	if macro("LM_ABI_VERSION") != abiVersion {
 		t.Error("LM_ABI_VERSION differs from abiVersion")

@@ -87,7 +87,7 @@ extern "C" {
 
 /* Bumped on any incompatible change to a declaration below. Compare with
  * lm_abi_version() at run time. */
-#define LM_ABI_VERSION 1
+#define LM_ABI_VERSION 2
 
 /* Error codes. Values are stable within an ABI version. */
 enum lm_error {
@@ -121,12 +121,13 @@ enum lm_error {
 /* Bit of a suite in a suite mask (lm_identity_suites, lm_keystore_generate). */
 #define LM_SUITE_BIT(s) (1u << (s))
 
-/* Packet kinds (lm_packet_kind). */
-#define LM_PACKET_INIT_X25519 1 /* handshake message 1, 25519 suite */
-#define LM_PACKET_INIT_P256 2   /* handshake message 1, P-256 suite */
-#define LM_PACKET_RESPONSE 3    /* handshake message 2 */
-#define LM_PACKET_TRANSPORT 4   /* session message */
-#define LM_PACKET_CARD 5        /* contact card */
+/* Packet kinds (lm_packet_kind): a packet's first byte, except a card's
+ * (docs/PROTOCOL.md §1, wire format version 2). */
+#define LM_PACKET_INIT_X25519 0x21 /* handshake message 1, 25519 suite */
+#define LM_PACKET_INIT_P256 0x22   /* handshake message 1, P-256 suite */
+#define LM_PACKET_RESPONSE 0x23    /* handshake message 2 */
+#define LM_PACKET_TRANSPORT 0x24   /* session message */
+#define LM_PACKET_CARD 5           /* contact card (a CBOR array) */
 
 #define LM_SEED_SIZE 32            /* lm_identity_from_seed */
 #define LM_SIGNATURE_SIZE 64       /* Ed25519, or ECDSA P-256 raw r||s */
@@ -134,7 +135,7 @@ enum lm_error {
 #define LM_HASH_SIZE 32            /* lm_session_handshake_hash */
 #define LM_MAX_PAYLOAD 65471       /* plaintext and lm_respond reply limit */
 #define LM_MAX_INIT_PAYLOAD 65437  /* lm_initiate payload limit */
-#define LM_MAX_OVERHEAD 23         /* lm_encrypt_size(n) <= n + LM_MAX_OVERHEAD */
+#define LM_MAX_OVERHEAD 21         /* lm_encrypt_size(n) == n + LM_MAX_OVERHEAD */
 
 /* ---- Library ------------------------------------------------------------ */
 

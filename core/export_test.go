@@ -1,12 +1,29 @@
 package core
 
-import "golang.org/x/crypto/chacha20poly1305"
+import (
+	"encoding/binary"
+
+	"golang.org/x/crypto/chacha20poly1305"
+)
 
 // Test hooks: raw packet framing and the Noise view of a fresh session.
 
-func EncodePacket(kind Kind, body []byte) []byte { return encodePacket(kind, body) }
+// Frame puts a Noise message behind its kind byte, and the hint a message 2
+// carries; NoiseMessage takes both off again.
+func Frame(kind Kind, hint uint32, noiseMsg []byte) []byte {
+	p := []byte{byte(kind)}
+	if kind == KindResponse {
+		p = binary.BigEndian.AppendUint32(p, hint)
+	}
+	return append(p, noiseMsg...)
+}
 
-func DecodePacket(b []byte) (Kind, []byte, error) { return decodeAny(b) }
+func NoiseMessage(p []byte) []byte {
+	if Kind(p[0]) == KindResponse {
+		return p[1+HintSize:]
+	}
+	return p[1:]
+}
 
 // NoiseSeal encrypts as a Noise CipherState keyed with the session's first
 // send key (nonce 0, empty ad): valid only before the first Encrypt.
@@ -19,8 +36,6 @@ func (s *Session) NoiseOpen(ct []byte) ([]byte, error) {
 	a, _ := chacha20poly1305.New(s.k.recv.ck.p[:])
 	return a.Open(nil, nonce(0), ct, nil)
 }
-
-func Reconstruct(next uint64, t uint16) uint64 { return reconstruct(next, t) }
 
 func Seal(key *[32]byte, n uint64, dst, ad, pt []byte) []byte { return sealRaw(key, n, dst, ad, pt) }
 

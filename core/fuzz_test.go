@@ -48,14 +48,15 @@ func validFrames(tb testing.TB) (m1x, m1p, m2, tr, card []byte) {
 
 func FuzzPacket(f *testing.F) {
 	m1x, m1p, m2, tr, card := validFrames(f)
-	for _, s := range [][]byte{m1x, m1p, m2, tr, card, {0x82, 4, 0x40}, {0x9f}} {
+	for _, s := range [][]byte{m1x, m1p, m2, tr, card, {0x82, 4, 0x40}, {0x9f}, {0x2f}} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		core.PacketKind(b)
-		if _, _, err := core.DecodePacket(b); err != nil && !errors.Is(err, core.ErrMalformed) && !errors.Is(err, core.ErrVersion) {
+		if _, err := core.PacketKind(b); err != nil && !errors.Is(err, core.ErrMalformed) && !errors.Is(err, core.ErrVersion) {
 			t.Fatalf("untyped error %v", err)
 		}
+		core.PayloadSize(b, keystore.P256)
+		core.Hint(b)
 		if c, err := core.ParseCard(b); err == nil {
 			if c2, err := core.ParseCard(c.Bytes()); err != nil || c2.Fingerprint() != c.Fingerprint() {
 				t.Fatal("accepted card does not round trip")
@@ -171,8 +172,8 @@ func TestSeedCorpus(t *testing.T) {
 				if _, err := core.ParseCard(seed); err != nil {
 					t.Fatalf("%s: %v", path, err)
 				}
-			} else if _, _, err := core.DecodePacket(seed); err != nil {
-				t.Fatalf("%s: %v", path, err)
+			} else if _, ok := core.PayloadSize(seed, keystore.X25519); !ok {
+				t.Fatalf("%s: not a framed packet", path)
 			}
 		}
 	}

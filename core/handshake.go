@@ -2,12 +2,15 @@ package core
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"runtime"
 	"sync"
 	"time"
 
+	"github.com/loramesh/loramesh-core/internal/prim"
+	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 )
 
@@ -27,7 +30,8 @@ type Config struct {
 	Prologue []byte    // mixed into h on both sides; must match
 	Rand     io.Reader // ephemeral keys; crypto/rand when nil
 
-	Window        int           // receive window in messages (default 64, max 4096)
+	Window        int           // how far behind late messages are still accepted (default 64, max 4096)
+	Lookahead     int           // how far ahead of the next expected message a packet is recognised (default 32, max 1024)
 	SkippedMaxAge time.Duration // a skipped message key is dropped after this (default 10 min)
 	MaxMessages   uint64        // per direction; then ErrLimit (default 2^32)
 	ReplayCache   int           // responder: initiators whose recent messages 1 are remembered (default 4096)
@@ -45,6 +49,10 @@ func (c *Config) orDefault() Config {
 		v.Window = 64
 	}
 	v.Window = min(v.Window, 4096)
+	if v.Lookahead <= 0 {
+		v.Lookahead = 32
+	}
+	v.Lookahead = min(v.Lookahead, maxLookahead)
 	if v.SkippedMaxAge <= 0 {
 		v.SkippedMaxAge = 10 * time.Minute
 	}
@@ -76,7 +84,7 @@ type message1 struct {
 }
 
 func parseMessage1(packet []byte) (message1, error) {
-	kind, body, err := decodeAny(packet)
+	kind, err := PacketKind(packet)
 	if err != nil {
 		return message1{}, err
 	}
@@ -84,26 +92,44 @@ func parseMessage1(packet []byte) (message1, error) {
 	if !ok {
 		return message1{}, fmt.Errorf("not a handshake init: %w", ErrMalformed)
 	}
+	b, err := body(packet, kind)
+	if err != nil {
+		return message1{}, err
+	}
 	n := suite.PublicKeySize()
-	if len(body) < 2*n+2*tagSize {
+	if len(b) < 2*n+2*tagSize {
 		return message1{}, fmt.Errorf("message 1 too short: %w", ErrMalformed)
 	}
-	return message1{suite, body[:n], body[n : 2*n+tagSize], body[2*n+tagSize:]}, nil
+	return message1{suite, b[:n], b[n : 2*n+tagSize], b[2*n+tagSize:]}, nil
 }
 
-// message2 is a parsed message 2: e || enc(payload).
-type message2 struct{ e, rest []byte }
+// message2 is a parsed message 2: hint || e || enc(payload).
+type message2 struct {
+	hint    uint32
+	e, rest []byte
+}
 
 func parseMessage2(packet []byte, suite keystore.Suite) (message2, error) {
-	body, err := decodePacket(packet, KindResponse)
+	b, err := body(packet, KindResponse)
 	if err != nil {
 		return message2{}, err
 	}
 	n := suite.PublicKeySize()
-	if len(body) < n+tagSize {
+	if len(b) < HintSize+n+tagSize {
 		return message2{}, fmt.Errorf("message 2 too short: %w", ErrMalformed)
 	}
-	return message2{body[:n], body[n:]}, nil
+	h, _ := Hint(packet)
+	return message2{h, b[HintSize : HintSize+n], b[HintSize+n:]}, nil
+}
+
+// responseHint is the hint a responder puts on message 2 and the initiator
+// looks for (docs/PROTOCOL.md §3): derived from ck after message 1, which
+// only the two ends know, so an observer cannot link message 2 to its
+// message 1, and a forged message 2 without it costs no DH.
+func responseHint(st *symmetric) uint32 {
+	var h [32]byte
+	secret.Do(func() { prim.HMAC(&h, st.ck.p[:], []byte("loramesh response hint")) })
+	return binary.BigEndian.Uint32(h[:])
 }
 
 // Initiator is a handshake waiting for message 2. It is single use: Finish
@@ -114,6 +140,7 @@ type Initiator struct {
 	rs   keystore.PublicKey
 	cfg  Config
 	sec  *pending
+	hint uint32
 	done bool
 	bad  int // messages 2 that failed after a DH with the identity
 }
@@ -170,8 +197,8 @@ func Initiate(id keystore.Identity, rs keystore.PublicKey, payload []byte, cfg *
 		e.free()
 		return nil, nil, fmt.Errorf("initiate: %s: %w", step, err)
 	}
-	msg := make([]byte, 0, 2*suite.PublicKeySize()+2*tagSize+len(payload))
-	msg = append(msg, ep.Bytes()...)
+	msg := make([]byte, 0, InitSize(suite, len(payload)))
+	msg = append(append(msg, byte(kind)), ep.Bytes()...)
 	st.mixHash(ep.Bytes())
 	// es
 	if err := st.mixDH(e, rs); err != nil {
@@ -184,10 +211,14 @@ func Initiate(id keystore.Identity, rs keystore.PublicKey, payload []byte, cfg *
 		return fail("ss", err)
 	}
 	msg = st.encryptAndHash(msg, payload)
-	in := &Initiator{id: id, rs: rs, cfg: c, sec: &pending{st: st, e: e}}
+	in := &Initiator{id: id, rs: rs, cfg: c, sec: &pending{st: st, e: e}, hint: responseHint(st)}
 	runtime.AddCleanup(in, (*pending).free, in.sec)
-	return in, encodePacket(kind, msg), nil
+	return in, msg, nil
 }
+
+// ResponseHint is the hint the genuine message 2 carries (see Hint), for a
+// caller that waits on several handshakes.
+func (in *Initiator) ResponseHint() uint32 { return in.hint }
 
 // Finish reads handshake message 2 and returns the session and the
 // responder's payload. A forged or corrupted message 2 returns an error and
@@ -202,6 +233,9 @@ func (in *Initiator) Finish(packet []byte) (*Session, []byte, error) {
 	m, err := parseMessage2(packet, suite)
 	if err != nil {
 		return nil, nil, fmt.Errorf("finish: %w", err)
+	}
+	if m.hint != in.hint { // not for this handshake, or forged: no DH spent
+		return nil, nil, fmt.Errorf("finish: response hint does not match: %w", ErrAuth)
 	}
 	// <- e
 	re, err := keystore.ParsePublicKey(suite, m.e)
@@ -267,6 +301,14 @@ type Responder struct {
 	replay  *replayCache
 }
 
+// UnknownPeerError is a handshake from a static key the allow list lacks;
+// it matches ErrUnknownPeer. Key was authenticated by one identity DH (es),
+// so a caller can show it to the user.
+type UnknownPeerError struct{ Key keystore.PublicKey }
+
+func (e *UnknownPeerError) Error() string { return ErrUnknownPeer.Error() }
+func (e *UnknownPeerError) Unwrap() error { return ErrUnknownPeer }
+
 // NewResponder answers handshakes for id.
 func NewResponder(id keystore.Identity, cfg *Config) *Responder {
 	c := cfg.orDefault()
@@ -278,10 +320,15 @@ func NewResponder(id keystore.Identity, cfg *Config) *Responder {
 func (r *Responder) Allow(keys ...keystore.PublicKey) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.allowed == nil {
-		r.allowed = []keystore.PublicKey{}
-	}
-	r.allowed = append(r.allowed, keys...)
+	r.allowed = append(append([]keystore.PublicKey{}, r.allowed...), keys...)
+}
+
+// SetAllowed replaces the allow list: from now on only these keys are
+// answered, none if there are none.
+func (r *Responder) SetAllowed(keys ...keystore.PublicKey) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.allowed = append([]keystore.PublicKey{}, keys...)
 }
 
 func (r *Responder) accepts(k keystore.PublicKey) bool {
@@ -352,7 +399,7 @@ func (r *Responder) Respond(packet, reply []byte) (sess *Session, payload, msg2 
 		return fail("s: ", err)
 	}
 	if !r.accepts(rs) {
-		return fail("s: ", ErrUnknownPeer)
+		return fail("s: ", &UnknownPeerError{rs})
 	}
 	// ss
 	if err := st.mixIdentityDH(r.id, rs); err != nil {
@@ -368,7 +415,8 @@ func (r *Responder) Respond(packet, reply []byte) (sess *Session, payload, msg2 
 		return fail("e: ", err)
 	}
 	defer e.free()
-	out := make([]byte, 0, len(ep.Bytes())+tagSize+len(reply))
+	out := make([]byte, 0, ResponseSize(m.suite, len(reply)))
+	out = binary.BigEndian.AppendUint32(append(out, byte(KindResponse)), responseHint(st))
 	out = append(out, ep.Bytes()...)
 	st.mixHash(ep.Bytes())
 	// ee
@@ -393,5 +441,5 @@ func (r *Responder) Respond(packet, reply []byte) (sess *Session, payload, msg2 
 		sess.Close()
 		return fail("", ErrReplay)
 	}
-	return sess, payload, encodePacket(KindResponse, out), nil
+	return sess, payload, out, nil
 }

@@ -4,10 +4,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
-	"slices"
 	"sync"
 	"time"
 
+	"github.com/loramesh/loramesh-core/internal/prim"
 	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 )
@@ -18,8 +18,8 @@ import (
 //	mk = HMAC-SHA256(ck, 0x01), then ck = HMAC-SHA256(ck, 0x02)
 //
 // so a message key is used once and the current state reveals no earlier
-// message. Its secrets are locked slots: two when idle, plus at most Window
-// skipped message keys.
+// message. Its secrets are locked slots: four when idle (two chain keys,
+// two hint keys), plus at most Window skipped message keys.
 type Session struct {
 	mu     sync.Mutex
 	suite  keystore.Suite
@@ -33,32 +33,41 @@ type Session struct {
 // keys holds a session's secrets, apart from the Session so that a cleanup
 // can free them when a Session is dropped without Close.
 type keys struct {
-	send chainKey
-	recv recvWindow
+	send   chainKey
+	sendHK hintKey
+	recv   recvWindow
 }
 
 func (k *keys) free() {
 	k.send.free()
-	k.send = chainKey{}
+	k.sendHK.free()
+	k.send, k.sendHK = chainKey{}, hintKey{}
 	k.recv.free()
 }
 
 func newSession(st *symmetric, initiator bool, suite keystore.Suite, peer keystore.PublicKey, c Config) (*Session, error) {
-	var send, recv *[32]byte
-	if err := secret.NewN(&send, &recv); err != nil {
+	var send, recv, shk, rhk *[32]byte
+	if err := secret.NewN(&send, &recv, &shk, &rhk); err != nil {
 		return nil, err
 	}
 	s := &Session{suite: suite, peer: peer, hash: st.h, sent: counter{limit: c.MaxMessages}, k: &keys{
-		send: chainKey{send},
-		recv: recvWindow{ck: chainKey{recv}, size: c.Window, maxAge: c.SkippedMaxAge, limit: c.MaxMessages},
+		send: chainKey{send}, sendHK: hintKey{shk},
+		recv: recvWindow{ck: chainKey{recv}, hk: hintKey{rhk}, size: c.Window, lookahead: c.Lookahead,
+			maxAge: c.SkippedMaxAge, limit: c.MaxMessages},
 	}}
 	runtime.AddCleanup(s, (*keys).free, s.k)
-	// Split: the initiator sends with the first key.
+	// Split: the initiator sends with the first key. Each direction's hint
+	// key comes from its first chain key: hk = HMAC-SHA256(ck, 0x03).
 	if initiator {
 		st.split(s.k.send, s.k.recv.ck)
 	} else {
 		st.split(s.k.recv.ck, s.k.send)
 	}
+	secret.Do(func() {
+		prim.HMAC(shk, send[:], []byte{3})
+		prim.HMAC(rhk, recv[:], []byte{3})
+	})
+	s.k.recv.init()
 	return s, nil
 }
 
@@ -71,12 +80,13 @@ func (s *Session) Peer() keystore.PublicKey { return s.peer }
 // HandshakeHash is Noise's h at the end of the handshake, for channel binding.
 func (s *Session) HandshakeHash() [32]byte { return s.hash }
 
-// transportAD is a transport packet's associated data: its kind and the full
-// message number.
-func transportAD(n uint64) []byte {
-	var ad [9]byte
+// transportAD is a transport packet's associated data: its kind, its hint
+// and the full message number.
+func transportAD(hint uint32, n uint64) []byte {
+	var ad [1 + HintSize + 8]byte
 	ad[0] = byte(KindTransport)
-	binary.BigEndian.PutUint64(ad[1:], n)
+	binary.BigEndian.PutUint32(ad[1:], hint)
+	binary.BigEndian.PutUint64(ad[1+HintSize:], n)
 	return ad[:]
 }
 
@@ -99,11 +109,11 @@ func (s *Session) Encrypt(plaintext []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encrypt: %w", err)
 	}
-	// The packet is built in place: header, 16-bit number, ciphertext.
-	bodyLen := numberSize + len(plaintext) + tagSize
-	pkt := header(KindTransport, bodyLen)
-	pkt = binary.BigEndian.AppendUint16(slices.Grow(pkt, bodyLen), uint16(n))
-	ad := transportAD(n)
+	// The packet is built in place: kind, hint, ciphertext.
+	hint := s.k.sendHK.hints(n, 1)[0]
+	pkt := make([]byte, 0, EncryptedSize(len(plaintext)))
+	pkt = binary.BigEndian.AppendUint32(append(pkt, byte(KindTransport)), hint)
+	ad := transportAD(hint, n)
 	secret.Do(func() {
 		s.k.send.step(mk)
 		pkt = sealRaw(mk.p, 0, pkt, ad, plaintext)
@@ -111,46 +121,41 @@ func (s *Session) Encrypt(plaintext []byte) ([]byte, error) {
 	return pkt, nil
 }
 
-// reconstruct expands a 16-bit truncated message number to the one closest to
-// the next expected (RFC 9000, appendix A.3).
-func reconstruct(next uint64, t uint16) uint64 {
-	const win, half = 1 << 16, 1 << 15
-	c := next&^(win-1) | uint64(t)
-	switch {
-	case c+half <= next && c < 1<<62-win:
-		return c + win
-	case c > next+half && c >= win:
-		return c - win
-	}
-	return c
-}
-
 // Decrypt opens a transport packet. Late and reordered messages within the
-// window decrypt exactly once. Any failure leaves the session as it was.
+// window decrypt exactly once; a packet whose hint the session does not know
+// (too far behind or ahead, another session's, forged) gives ErrTooOld
+// without any key work, a duplicate of a recent one ErrReplay. Any failure
+// leaves the session as it was.
 func (s *Session) Decrypt(packet []byte) ([]byte, error) {
-	body, err := decodePacket(packet, KindTransport)
+	b, err := body(packet, KindTransport)
 	if err != nil {
 		return nil, fmt.Errorf("decrypt: %w", err)
 	}
-	if len(body) < numberSize+tagSize {
+	if len(b) < HintSize+tagSize {
 		return nil, fmt.Errorf("decrypt: too short: %w", ErrMalformed)
 	}
+	hint := binary.BigEndian.Uint32(b)
+	ct := b[HintSize:]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, fmt.Errorf("decrypt: %w", ErrState)
 	}
-	n := reconstruct(s.k.recv.next, binary.BigEndian.Uint16(body))
-	ad, ct := transportAD(n), body[numberSize:]
-	pt := make([]byte, 0, len(ct)) // before secret.Do: nothing allocated inside
-	err = s.k.recv.open(n, time.Now(), func(mk messageKey) (err error) {
-		pt, err = openRaw(mk.p, 0, pt, ad, ct)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("decrypt: %w", err)
+	now := time.Now()
+	s.k.recv.expire(now)
+	ns, err := s.k.recv.find(hint)
+	for _, n := range ns { // almost always one
+		ad := transportAD(hint, n)
+		pt := make([]byte, 0, len(ct)) // before secret.Do: nothing allocated inside
+		err = s.k.recv.open(n, now, func(mk messageKey) (err error) {
+			pt, err = openRaw(mk.p, 0, pt, ad, ct)
+			return err
+		})
+		if err == nil {
+			return pt, nil
+		}
 	}
-	return pt, nil
+	return nil, fmt.Errorf("decrypt: %w", err)
 }
 
 // Close wipes the session's keys. Further use returns ErrState.
@@ -161,5 +166,7 @@ func (s *Session) Close() {
 		return
 	}
 	s.closed = true
+	s.k.recv.notify(nil, s.k.recv.live()) // out of its Demux
+	s.k.recv.watch = nil
 	s.k.free()
 }

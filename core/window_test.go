@@ -9,12 +9,14 @@ import (
 	"github.com/loramesh/loramesh-core/keystore"
 )
 
-// Boundary table for recvWindow alone (W = 8, limit 1041, maxJump 1024):
+// Boundary table for recvWindow alone (W = 8, lookahead 1025, limit 1041):
 // each row opens one number, in order; f refuses the key where the row says
 // forged. Checked: the error, the next number and the skipped keys kept.
 func TestRecvWindowBoundaries(t *testing.T) {
 	p, _ := secret.New()
-	w := &recvWindow{ck: chainKey{p}, size: 8, maxAge: time.Hour, limit: 1041}
+	h, _ := secret.New()
+	w := &recvWindow{ck: chainKey{p}, hk: hintKey{h}, size: 8, lookahead: 1025, maxAge: time.Hour, limit: 1041}
+	w.init()
 	defer w.free()
 	start := time.Now()
 	for i, c := range []struct {
@@ -36,8 +38,8 @@ func TestRecvWindowBoundaries(t *testing.T) {
 		{6, false, 0, ErrTooOld, 15, 7},
 		{7, false, 0, nil, 15, 6}, // exactly W behind, kept
 		{7, false, 0, ErrReplay, 15, 6},
-		{15 + maxJump + 1, false, 0, ErrTooOld, 15, 6},
-		{15 + maxJump, false, 0, nil, 1040, 7},
+		{15 + 1025, false, 0, ErrTooOld, 15, 6}, // past the lookahead
+		{15 + 1024, false, 0, nil, 1040, 7},
 		{1041, false, 0, ErrLimit, 1040, 7},
 		{1040, false, 0, nil, 1041, 6},                   // the last number below the limit; 1032 falls out
 		{1035, false, 2 * time.Hour, ErrReplay, 1041, 0}, // skipped keys age out

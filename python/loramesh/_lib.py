@@ -14,15 +14,15 @@ from ctypes import POINTER, c_char_p, c_int, c_size_t, c_uint8, c_uint32, c_uint
 
 from .errors import LibraryNotFoundError
 
-# Values of the header's #defines (ABI version 1). The library exports no
+# Values of the header's #defines (ABI version 2). The library exports no
 # symbol for them; lm_abi_version() is checked at load so they cannot drift.
-ABI_VERSION = 1
+ABI_VERSION = 2
 SUITE_X25519 = 1
 SUITE_P256 = 2
-PACKET_INIT_X25519 = 1
-PACKET_INIT_P256 = 2
-PACKET_RESPONSE = 3
-PACKET_TRANSPORT = 4
+PACKET_INIT_X25519 = 0x21
+PACKET_INIT_P256 = 0x22
+PACKET_RESPONSE = 0x23
+PACKET_TRANSPORT = 0x24
 PACKET_CARD = 5
 SEED_SIZE = 32
 SIGNATURE_SIZE = 64
@@ -30,7 +30,7 @@ MAX_PUBLIC_KEY_SIZE = 33
 HASH_SIZE = 32
 MAX_PAYLOAD = 65471       # plaintext and lm_respond reply limit
 MAX_INIT_PAYLOAD = 65437  # lm_initiate payload limit
-MAX_OVERHEAD = 23
+MAX_OVERHEAD = 21
 ERR_BUFFER_TOO_SMALL = 2
 
 
