@@ -2,8 +2,6 @@ package core
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/base32"
 	"fmt"
 	"strings"
 	"unicode"
@@ -37,7 +35,6 @@ type Card struct {
 	key  SigningKey
 	dh   map[keystore.Suite]keystore.PublicKey
 	raw  []byte
-	fp   [32]byte
 }
 
 const maxName = 64
@@ -121,11 +118,6 @@ func ParseCard(b []byte) (*Card, error) {
 		}
 		c.dh[keystore.Suite(s)] = k
 	}
-	h := sha256.New()
-	h.Write([]byte("loramesh fingerprint v1"))
-	h.Write([]byte{byte(key.alg)})
-	h.Write(key.b)
-	h.Sum(c.fp[:0])
 	return c, nil
 }
 
@@ -141,11 +133,19 @@ func (c *Card) DHKey(s keystore.Suite) (keystore.PublicKey, bool) {
 	return k, ok
 }
 
-// Fingerprint is 80 bits of SHA-256("loramesh fingerprint v1" || alg ||
-// signing key) in base32, four groups of four, short enough to read aloud.
-func (c *Card) Fingerprint() string {
-	s := base32.StdEncoding.EncodeToString(c.fp[:10])
-	return s[0:4] + "-" + s[4:8] + "-" + s[8:12] + "-" + s[12:16]
+// Fingerprint is the fingerprint of the card's signing key (see
+// SigningKey.Fingerprint).
+func (c *Card) Fingerprint() string { return c.key.Fingerprint() }
+
+// DHKeys returns the card's DH keys.
+func (c *Card) DHKeys() []keystore.PublicKey {
+	var ks []keystore.PublicKey
+	for _, s := range []keystore.Suite{keystore.X25519, keystore.P256} {
+		if k, ok := c.dh[s]; ok {
+			ks = append(ks, k)
+		}
+	}
+	return ks
 }
 
 // ChooseSuite picks the handshake suite two cards share: 25519 when both

@@ -67,28 +67,35 @@ func (d *Demux) Len() int {
 	return len(d.m)
 }
 
-// Open decrypts a transport packet with the session its hint names and
-// returns that session. A duplicate of a packet opened recently returns its
-// session and ErrReplay (the sender may have missed an acknowledgement); a
-// packet no session recognises returns ErrTooOld.
-func (d *Demux) Open(packet []byte) (*Session, []byte, error) {
+// Opened is a transport packet a Demux opened.
+type Opened struct {
+	Session   *Session
+	Plaintext []byte
+	Newest    bool // the highest message number the session has received
+}
+
+// Open decrypts a transport packet with the session its hint names. A
+// duplicate of a packet opened recently returns its session and ErrReplay
+// (the sender may have missed an acknowledgement); a packet no session
+// recognises returns ErrTooOld.
+func (d *Demux) Open(packet []byte) (Opened, error) {
 	h, ok := Hint(packet)
 	if !ok {
-		return nil, nil, fmt.Errorf("open: not a transport packet: %w", ErrMalformed)
+		return Opened{}, fmt.Errorf("open: not a transport packet: %w", ErrMalformed)
 	}
 	d.mu.Lock()
 	cands := slices.Clone(d.m[h])
 	d.mu.Unlock()
 	err := ErrTooOld
 	for _, s := range cands { // almost always one
-		pt, e := s.Decrypt(packet)
+		pt, newest, e := s.decrypt(packet)
 		switch {
 		case e == nil:
-			return s, pt, nil
+			return Opened{s, pt, newest}, nil
 		case errors.Is(e, ErrReplay):
-			return s, nil, e
+			return Opened{Session: s}, e
 		}
 		err = e
 	}
-	return nil, nil, fmt.Errorf("open: %w", err)
+	return Opened{}, fmt.Errorf("open: %w", err)
 }

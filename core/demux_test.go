@@ -39,24 +39,24 @@ func TestDemux(t *testing.T) {
 	}
 	rand.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
 	for _, s := range all {
-		got, pt, err := d.Open(s.p)
-		if err != nil || got != s.to || string(pt) != s.msg {
+		o, err := d.Open(s.p)
+		if err != nil || o.Session != s.to || string(o.Plaintext) != s.msg {
 			t.Fatalf("%s: %v", s.msg, err)
 		}
 	}
-	if got, _, err := d.Open(all[0].p); !errors.Is(err, core.ErrReplay) || got != all[0].to {
+	if o, err := d.Open(all[0].p); !errors.Is(err, core.ErrReplay) || o.Session != all[0].to {
 		t.Fatalf("duplicate: %v", err)
 	}
 	for range 1000 {
 		forged := bytes.Clone(all[rand.IntN(len(all))].p)
 		forged[1+rand.IntN(4)] ^= byte(1 + rand.IntN(255)) // another hint
-		if s, _, err := d.Open(forged); s != nil || err == nil {
+		if o, err := d.Open(forged); o.Session != nil || err == nil {
 			t.Fatal("forged hint reached a session")
 		}
 	}
 	other, _ := handshake(t, a, b, keystore.X25519, nil)
 	foreign, _ := other.Encrypt([]byte("not for this demux"))
-	if s, _, err := d.Open(foreign); s != nil || !errors.Is(err, core.ErrTooOld) {
+	if o, err := d.Open(foreign); o.Session != nil || !errors.Is(err, core.ErrTooOld) {
 		t.Fatalf("foreign packet: %v", err)
 	}
 	// Each session indexes its lookahead and its recent hints, no more.

@@ -27,8 +27,9 @@ import (
 // Config tunes handshakes and the sessions they produce. The zero value (or
 // nil) gives the defaults.
 type Config struct {
-	Prologue []byte    // mixed into h on both sides; must match
-	Rand     io.Reader // ephemeral keys; crypto/rand when nil
+	Prologue []byte           // mixed into h on both sides; must match
+	Rand     io.Reader        // ephemeral keys; crypto/rand when nil
+	Clock    func() time.Time // ages skipped keys; time.Now when nil
 
 	Window        int           // how far behind late messages are still accepted (default 64, max 4096)
 	Lookahead     int           // how far ahead of the next expected message a packet is recognised (default 32, max 1024)
@@ -44,6 +45,9 @@ func (c *Config) orDefault() Config {
 	}
 	if v.Rand == nil {
 		v.Rand = rand.Reader
+	}
+	if v.Clock == nil {
+		v.Clock = time.Now
 	}
 	if v.Window <= 0 {
 		v.Window = 64

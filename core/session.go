@@ -27,6 +27,7 @@ type Session struct {
 	hash   [32]byte
 	k      *keys
 	sent   counter
+	clock  func() time.Time
 	closed bool
 }
 
@@ -50,7 +51,7 @@ func newSession(st *symmetric, initiator bool, suite keystore.Suite, peer keysto
 	if err := secret.NewN(&send, &recv, &shk, &rhk); err != nil {
 		return nil, err
 	}
-	s := &Session{suite: suite, peer: peer, hash: st.h, sent: counter{limit: c.MaxMessages}, k: &keys{
+	s := &Session{suite: suite, peer: peer, hash: st.h, sent: counter{limit: c.MaxMessages}, clock: c.Clock, k: &keys{
 		send: chainKey{send}, sendHK: hintKey{shk},
 		recv: recvWindow{ck: chainKey{recv}, hk: hintKey{rhk}, size: c.Window, lookahead: c.Lookahead,
 			maxAge: c.SkippedMaxAge, limit: c.MaxMessages},
@@ -127,21 +128,28 @@ func (s *Session) Encrypt(plaintext []byte) ([]byte, error) {
 // without any key work, a duplicate of a recent one ErrReplay. Any failure
 // leaves the session as it was.
 func (s *Session) Decrypt(packet []byte) ([]byte, error) {
+	pt, _, err := s.decrypt(packet)
+	return pt, err
+}
+
+// decrypt is Decrypt that also reports whether the packet was the newest so
+// far (not a late one).
+func (s *Session) decrypt(packet []byte) (_ []byte, newest bool, err error) {
 	b, err := body(packet, KindTransport)
 	if err != nil {
-		return nil, fmt.Errorf("decrypt: %w", err)
+		return nil, false, fmt.Errorf("decrypt: %w", err)
 	}
 	if len(b) < HintSize+tagSize {
-		return nil, fmt.Errorf("decrypt: too short: %w", ErrMalformed)
+		return nil, false, fmt.Errorf("decrypt: too short: %w", ErrMalformed)
 	}
 	hint := binary.BigEndian.Uint32(b)
 	ct := b[HintSize:]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, fmt.Errorf("decrypt: %w", ErrState)
+		return nil, false, fmt.Errorf("decrypt: %w", ErrState)
 	}
-	now := time.Now()
+	now := s.clock()
 	s.k.recv.expire(now)
 	ns, err := s.k.recv.find(hint)
 	for _, n := range ns { // almost always one
@@ -152,10 +160,10 @@ func (s *Session) Decrypt(packet []byte) ([]byte, error) {
 			return err
 		})
 		if err == nil {
-			return pt, nil
+			return pt, n+1 == s.k.recv.next, nil
 		}
 	}
-	return nil, fmt.Errorf("decrypt: %w", err)
+	return nil, false, fmt.Errorf("decrypt: %w", err)
 }
 
 // Close wipes the session's keys. Further use returns ErrState.

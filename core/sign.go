@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base32"
 	"fmt"
 	"math/big"
 
@@ -91,6 +92,32 @@ func validEd25519Key(b []byte) bool {
 		return false
 	}
 	return new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 0
+}
+
+// ID identifies the key, and so the identity: SHA-256("loramesh
+// fingerprint v1" || algorithm || key). Handshakes bind it (docs/PROTOCOL.md
+// §6); its first 10 bytes are the fingerprint.
+func (k SigningKey) ID() (id [32]byte) {
+	h := sha256.New()
+	h.Write([]byte("loramesh fingerprint v1"))
+	h.Write([]byte{byte(k.alg)})
+	h.Write(k.b)
+	h.Sum(id[:0])
+	return id
+}
+
+// FingerprintSize is the length of the fingerprint in bytes (80 bits).
+const FingerprintSize = 10
+
+// Fingerprint is 80 bits of the key's ID in base32, four groups of four,
+// short enough to read aloud and compare.
+func (k SigningKey) Fingerprint() string { return FormatFingerprint(k.ID()) }
+
+// FormatFingerprint shows the first FingerprintSize bytes of id as
+// "XXXX-XXXX-XXXX-XXXX".
+func FormatFingerprint(id [32]byte) string {
+	s := base32.StdEncoding.EncodeToString(id[:FingerprintSize])
+	return s[0:4] + "-" + s[4:8] + "-" + s[8:12] + "-" + s[12:16]
 }
 
 // Alg is the key's signature algorithm (SigEd25519 or SigECDSAP256).
