@@ -34,7 +34,7 @@ func TestLossySoak(t *testing.T) {
 		from string
 		id   MsgID
 	}
-	sent := map[key]string{}         // what each message said
+	sent := map[key]string{}            // what each message said
 	want := map[string]map[string]int{} // receiver -> text -> copies expected
 	sizes := []int{1, 10, 100, 200, 250, 700, 1500, 4096}
 	for i := range msgs {
