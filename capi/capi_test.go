@@ -35,7 +35,8 @@ func TestCodesMatchHeader(t *testing.T) {
 		"LM_ERR_EXISTS": int(errExists), "LM_ERR_HANDLE": int(errHandle), "LM_ERR_LOCKED_MEMORY": int(errLockedMemory),
 		"LM_ERR_UNKNOWN_PEER": int(errUnknownPeer), "LM_ERR_TOO_OLD": int(errTooOld), "LM_ERR_STATE": int(errState),
 		"LM_ERR_BAD_CARD": int(errBadCard), "LM_ERR_VERSION": int(errVersion), "LM_ERR_INVALID_KEY": int(errInvalidKey),
-		"LM_ERR_INTERNAL": int(errInternal),
+		"LM_ERR_INTERNAL": int(errInternal), "LM_ERR_IN_USE": int(errInUse), "LM_ERR_KEY_CHANGED": int(errKeyChanged),
+		"LM_ERR_CONFLICT": int(errConflict), "LM_ERR_FULL": int(errFull),
 	}
 	got := map[string]int{}
 	for _, m := range regexp.MustCompile(`(?m)^\s*(LM_(?:OK|ERR_[A-Z_]+)) = (\d+),?`).FindAllStringSubmatch(h, -1) {

@@ -22,6 +22,7 @@ const (
 	kindResponder
 	kindInitiator
 	kindSession
+	kindEngine
 )
 
 type entry struct {

@@ -46,7 +46,7 @@ func (r *recorder) kind(k core.Kind) [][]byte {
 	return out
 }
 
-func setup(t *testing.T) (*simNet, *simNode, *simNode, *recorder) {
+func setup(t testing.TB) (*simNet, *simNode, *simNode, *recorder) {
 	n := newSim(t, 7)
 	a := n.add("alice", fixedIdentity(t, 1), UDP)
 	b := n.add("bob", fixedIdentity(t, 2), UDP)
@@ -59,7 +59,7 @@ func setup(t *testing.T) (*simNet, *simNode, *simNode, *recorder) {
 var mallory = Addr{"udp", "mallory"}
 
 // talk sends text from x to y and requires its delivery.
-func talk(t *testing.T, n *simNet, x, y *simNode, text string) {
+func talk(t testing.TB, n *simNet, x, y *simNode, text string) {
 	t.Helper()
 	id := x.send(t, n.now, y.name, text)
 	if !n.until(time.Minute, func() bool { return slices.Contains(x.states(id), Delivered) }) {

@@ -25,7 +25,7 @@ static void test_library(void) {
 		for (int j = 0; j < i; j++)
 			REQUIRE(strcmp(lm_strerror(i), lm_strerror(j)) != 0);
 	}
-	REQUIRE(strcmp(lm_strerror(LM_ERR_INTERNAL + 1), unknown) == 0);
+	REQUIRE(strcmp(lm_strerror(LM_ERR_FULL + 1), unknown) == 0);
 
 	/* lm_last_error: set on failure, cleared on success, buffer rule. */
 	CHECK(lm_session_close(0), LM_ERR_HANDLE);
