@@ -464,7 +464,7 @@ def cmd_send(args, home, out):
 def cmd_listen(args, home, out):
     from .chat import render
     c = daemon(args, home)
-    c.request("subscribe", contact=args.contact)
+    c.request("subscribe", contact=args.contact, history=args.history)
     got, states = 0, {}
     end = time.monotonic() + args.duration if args.duration else None
     while (args.count is None or got < args.count) and (end is None or time.monotonic() < end):
@@ -600,6 +600,7 @@ def build_parser():
     x.add_argument("--contact", help="only this contact's")
     x.add_argument("--count", type=int, help="exit after N messages")
     x.add_argument("--duration", type=float, help="exit after SECONDS")
+    x.add_argument("--history", type=int, default=0, metavar="N", help="first show the last N events")
     x = add(sub, "chat", cmd_chat, "chat with a contact")
     x.add_argument("contact")
     x.add_argument("--linger", type=float, default=30.0, help="without a terminal: seconds to wait for "
