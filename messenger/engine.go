@@ -458,6 +458,16 @@ func (e *Engine) promote(c *contact, s *session) {
 	}
 	s.confirmed = true
 	c.current = s
+	// The peer answers now: what it has not acknowledged goes again at
+	// once, under the new session, instead of waiting out its backoff.
+	p := e.profile(c)
+	for _, m := range c.queue {
+		for i, pk := range m.pk {
+			if pk != nil && !m.acked[i] {
+				pk.next, pk.rto = e.now, p.RTO
+			}
+		}
+	}
 	e.emitEvent(Event{Kind: EventSession, Contact: c.name, Verified: c.verified, Reason: s.s.Suite().String()})
 }
 

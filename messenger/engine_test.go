@@ -269,3 +269,26 @@ func TestMessageSeqAndTime(t *testing.T) {
 		}
 	}
 }
+
+// A message queued while the peer is away goes out as soon as a new
+// session is up, not after its retransmission backoff.
+func TestQueuedGoesAtOnceOnNewSession(t *testing.T) {
+	n, a, b, _ := setup(t)
+	talk(t, n, a, b, "before")
+	st, _ := b.e.State()
+	b.down = true
+	id := a.send(t, n.now, "bob", "while away")
+	n.run(UDP.MaxRTO * 3) // the fragment's backoff has grown to its cap
+	b.e.Close()
+	e, _ := New(b.id, Config{}, st, n.now)
+	e.AddLink("udp", UDP)
+	b.e, b.down = e, false
+	b.send(t, n.now, "alice", "back") // bob's handshake brings a new session
+	start := n.now
+	if !n.until(time.Minute, func() bool { return slices.Contains(a.states(id), Delivered) }) {
+		t.Fatal("not delivered")
+	}
+	if d := n.now.Sub(start); d > 5*time.Second {
+		t.Fatalf("delivered %v after the new session", d)
+	}
+}
