@@ -292,3 +292,24 @@ func TestQueuedGoesAtOnceOnNewSession(t *testing.T) {
 		t.Fatalf("delivered %v after the new session", d)
 	}
 }
+
+// Bytes on air for one delivered 100-byte message on an established
+// session, its acknowledgement included: at most 150 (the data packet and
+// the ack packet).
+func TestBytesPerMessage(t *testing.T) {
+	n, a, b, r := setup(t)
+	talk(t, n, a, b, "warm up")
+	n.run(time.Second)
+	before := len(r.pkts)
+	bytesBefore := n.bytes
+	talk(t, n, a, b, strings.Repeat("m", 100))
+	n.run(time.Second)
+	if pk := len(r.pkts) - before; pk != 2 {
+		t.Fatalf("%d packets for one message", pk)
+	}
+	if on := n.bytes - bytesBefore; on > 150 {
+		t.Fatalf("%d bytes on air for a 100-byte message and its acknowledgement", on)
+	} else {
+		t.Logf("%d bytes on air (data %d, ack %d)", on, len(r.pkts[before].Data), len(r.pkts[before+1].Data))
+	}
+}

@@ -25,10 +25,10 @@ type stateFile struct {
 type contactState struct {
 	Name     string     `cbor:"1,keyasint"`
 	Card     []byte     `cbor:"2,keyasint"`
-	Verified bool       `cbor:"3,keyasint"`
-	Addrs    [][]string `cbor:"4,keyasint"`
-	Last     []string   `cbor:"5,keyasint"`
-	HW       uint64     `cbor:"6,keyasint"`
+	Verified bool       `cbor:"3,keyasint,omitempty"`
+	Addrs    [][]string `cbor:"4,keyasint,omitempty"`
+	Last     []string   `cbor:"5,keyasint,omitempty"`
+	HW       uint64     `cbor:"6,keyasint,omitempty"`
 	Added    int64      `cbor:"7,keyasint"`
 }
 
