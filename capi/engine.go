@@ -447,6 +447,8 @@ func engineCode(err error) (C.int, bool) {
 		return errInvalidArg, true
 	case errors.Is(err, messenger.ErrStateVersion):
 		return errVersion, true
+	case errors.Is(err, messenger.ErrStateOwner):
+		return errConflict, true
 	}
 	return 0, false
 }

@@ -113,6 +113,9 @@ func TestStateRoundTrip(t *testing.T) {
 	if _, err := New(b.id, Config{}, st[:len(st)-1], n.now); !errors.Is(err, ErrStateFile) {
 		t.Fatalf("truncated state: %v", err)
 	}
+	if _, err := New(a.id, Config{}, st, n.now); !errors.Is(err, ErrStateOwner) {
+		t.Fatalf("another identity's state: %v", err)
+	}
 }
 
 func (e *Engine) contactFingerprint(t *testing.T) string {

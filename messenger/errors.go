@@ -21,4 +21,5 @@ var (
 	ErrStateFile    = errs.Sub(keystore.ErrKeystore, "state file unreadable or corrupted")
 	ErrStateInUse   = errs.New("state directory in use by another process")
 	ErrStateVersion = errs.New("state written by a newer version")
+	ErrStateOwner   = errs.New("state belongs to another identity")
 )

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/loramesh/loramesh-core/core"
 )
 
 // The state that outlives the process (docs/PROTOCOL.md §8): contacts, the
@@ -20,6 +21,7 @@ type stateFile struct {
 	Version  int            `cbor:"1,keyasint"`
 	LastTS   uint64         `cbor:"2,keyasint"`
 	Contacts []contactState `cbor:"3,keyasint"`
+	Owner    []byte         `cbor:"4,keyasint"` // the node's identity ID
 }
 
 type contactState struct {
@@ -45,7 +47,7 @@ var (
 )
 
 func (e *Engine) save() []byte {
-	f := stateFile{Version: stateVersion, LastTS: e.lastTS}
+	f := stateFile{Version: stateVersion, LastTS: e.lastTS, Owner: e.myID[:]}
 	for _, ci := range e.Contacts() {
 		c := e.contacts[ci.Name]
 		cs := contactState{Name: c.name, Card: c.card.Bytes(), Verified: c.verified, HW: c.hw, Added: c.added.Unix()}
@@ -77,6 +79,9 @@ func (e *Engine) load(b []byte) error {
 	}
 	if f.Version > stateVersion {
 		return fmt.Errorf("version %d: %w", f.Version, ErrStateVersion)
+	}
+	if !bytes.Equal(f.Owner, e.myID[:]) {
+		return fmt.Errorf("%w: it belongs to another identity (fingerprint %s)", ErrStateOwner, core.FormatFingerprint([32]byte(append(f.Owner, make([]byte, 32)...)[:32])))
 	}
 	e.lastTS = f.LastTS
 	for _, cs := range f.Contacts {

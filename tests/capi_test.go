@@ -132,6 +132,12 @@ func TestCBasic(t *testing.T) {
 	run(t, nil, exe, filepath.Join(t.TempDir(), "keystore"))
 }
 
+func TestCEngine(t *testing.T) {
+	t.Parallel()
+	exe := compile(t, "engine")
+	run(t, nil, exe, t.TempDir())
+}
+
 func TestCThreads(t *testing.T) {
 	t.Parallel()
 	exe := compile(t, "threads")

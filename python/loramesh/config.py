@@ -159,11 +159,16 @@ class Home:
         self.path = os.path.abspath(path or config_home())
         self.config_path = os.path.join(self.path, "config.toml")
         self.card_path = os.path.join(self.path, "card")
-        self.state_dir = os.path.join(self.path, "state")
+        self.state_root = os.path.join(self.path, "state")
         self.lock_path = os.path.join(self.path, ".lock")
 
     def exists(self) -> bool:
         return os.path.exists(self.config_path)
+
+    def state_dir(self, identity: str) -> str:
+        """The engine's state of one identity: a new identity (init --force)
+        starts afresh, and returns to its own state when chosen again."""
+        return os.path.join(self.state_root, identity)
 
     def socket_path(self) -> str:
         """The daemon's control socket: in $XDG_RUNTIME_DIR when set (and

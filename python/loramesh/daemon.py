@@ -99,7 +99,7 @@ class Daemon:
         self.home, self.cfg, self.identity, self.log = home, cfg, identity, log
         self.display = cfg["identity"].get("display_name", "")
         try:
-            self.engine = Engine(identity, home.state_dir)
+            self.engine = Engine(identity, home.state_dir(cfg["identity"]["name"]))
         except errors.InUseError as e:
             raise DaemonError("another daemon runs for %s: %s" % (home.path, e))
         try:
