@@ -54,7 +54,7 @@ func withEngine(fn string, h C.uint64_t, f func(en *engine) C.int) C.int {
 	rc := f(en)
 	p, ev := en.e.Poll()
 	en.packets, en.events = append(en.packets, p...), append(en.events, ev...)
-	if b, dirty := en.e.State(); dirty {
+	if b, dirty := en.e.Changed(); dirty {
 		if err := en.store.Save(b); err != nil {
 			en.saveErr = err
 			if rc == ok {
@@ -120,7 +120,7 @@ func lm_engine_close(h C.uint64_t) (rc C.int) {
 	return closeHandle("lm_engine_close", h, kindEngine, func(en *engine) error {
 		en.mu.Lock()
 		defer en.mu.Unlock()
-		if b, dirty := en.e.State(); dirty {
+		if b, dirty := en.e.Changed(); dirty {
 			en.store.Save(b)
 		}
 		en.e.Close()

@@ -301,7 +301,7 @@ type Responder struct {
 	cfg Config
 
 	mu      sync.Mutex
-	allowed []keystore.PublicKey // nil: anyone
+	allowed map[keystore.PublicKey]bool // nil: anyone
 	replay  *replayCache
 }
 
@@ -324,7 +324,12 @@ func NewResponder(id keystore.Identity, cfg *Config) *Responder {
 func (r *Responder) Allow(keys ...keystore.PublicKey) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.allowed = append(append([]keystore.PublicKey{}, r.allowed...), keys...)
+	if r.allowed == nil {
+		r.allowed = map[keystore.PublicKey]bool{}
+	}
+	for _, k := range keys {
+		r.allowed[k] = true
+	}
 }
 
 // SetAllowed replaces the allow list: from now on only these keys are
@@ -332,20 +337,16 @@ func (r *Responder) Allow(keys ...keystore.PublicKey) {
 func (r *Responder) SetAllowed(keys ...keystore.PublicKey) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.allowed = append([]keystore.PublicKey{}, keys...)
+	r.allowed = map[keystore.PublicKey]bool{}
+	for _, k := range keys {
+		r.allowed[k] = true
+	}
 }
 
 func (r *Responder) accepts(k keystore.PublicKey) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.allowed == nil {
-		return true
-	}
-	ok := false
-	for _, a := range r.allowed {
-		ok = a.Equal(k) || ok
-	}
-	return ok
+	return r.allowed == nil || r.allowed[k]
 }
 
 func (r *Responder) replayed(t replayTag) bool {

@@ -96,7 +96,7 @@ func TestReplayedMessage1(t *testing.T) {
 func TestReplayedMessage1AfterRestart(t *testing.T) {
 	n, a, b, r := setup(t)
 	talk(t, n, a, b, "one")
-	state, _ := b.e.State()
+	state := b.e.State()
 	m1 := r.kind(core.KindInitX25519)[0]
 	b.e.Close()
 	e, err := New(b.id, Config{}, state, n.now)

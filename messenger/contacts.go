@@ -37,6 +37,8 @@ type contact struct {
 	nextHS    time.Time // no new handshake before this (backoff)
 	hsDelay   time.Duration
 	blocked   time.Time // sending waits for airtime until then
+	due       time.Time // the earliest of its deadlines
+	slot      int       // in the engine's schedule, -1 if not there
 }
 
 // ContactInfo describes a contact. DisplayName comes from the card: any
@@ -113,19 +115,27 @@ func (e *Engine) AddContact(name string, card []byte, replace bool) (Import, err
 		res.ContactInfo, res.Unchanged = old.info(), true
 		return res, nil
 	case old != nil && old.id == id:
+		e.unindex(old)
 		old.card = c // same identity, new card: sessions and verification stay
+		e.index(old)
+		e.updateAllowed()
 	case old != nil && !replace:
 		return Import{}, fmt.Errorf("add contact %s: has fingerprint %s, the new card %s: %w",
 			name, old.card.Fingerprint(), c.Fingerprint(), ErrKeyChanged)
 	case old != nil:
 		res.Replaced, res.OldFingerprint = true, old.card.Fingerprint()
 		e.dropContact(old, "the contact's key was replaced")
+		e.unschedule(old)
+		e.updateAllowed()
 		fallthrough
 	default:
-		e.contacts[name] = &contact{name: name, card: c, id: id, added: e.now,
+		nc := &contact{name: name, card: c, id: id, added: e.now, slot: -1,
 			delivered: map[msgID]time.Time{}, partial: map[msgID]*partialMsg{}, acks: map[msgID]*ackDue{}}
+		e.contacts[name] = nc
+		e.index(nc)
+		e.responder.Allow(c.DHKeys()...)
 	}
-	e.updateAllowed()
+	e.touch(e.contacts[name])
 	e.dirty = true
 	res.ContactInfo = e.contacts[name].info()
 	return res, nil
@@ -148,6 +158,7 @@ func (e *Engine) RemoveContact(name string) error {
 		return fmt.Errorf("remove contact: %w", err)
 	}
 	e.dropContact(c, "the contact was removed")
+	e.unschedule(c)
 	delete(e.contacts, name)
 	e.updateAllowed()
 	e.dirty = true
@@ -211,6 +222,8 @@ func (e *Engine) SetContactAddrs(name string, addrs ...Addr) error {
 		}
 	}
 	c.addrs, e.dirty = slices.Clone(addrs), true
+	e.touch(c)
+	e.pump()
 	return nil
 }
 
@@ -249,16 +262,6 @@ func (e *Engine) updateAllowed() {
 		keys = append(keys, c.card.DHKeys()...)
 	}
 	e.responder.SetAllowed(keys...)
-}
-
-// byDH finds the contact holding DH key k.
-func (e *Engine) byDH(k keystore.PublicKey) *contact {
-	for _, c := range e.contacts {
-		if slices.ContainsFunc(c.card.DHKeys(), k.Equal) {
-			return c
-		}
-	}
-	return nil
 }
 
 // dest is where c's packets go: its last confirmed address, else the

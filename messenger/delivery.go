@@ -64,18 +64,6 @@ const (
 	maxPartialAll = 1 << 20
 )
 
-// pump runs every timer and sends what can be sent.
-func (e *Engine) pump() {
-	for _, n := range slices.Sorted(maps.Keys(e.contacts)) {
-		e.service(e.contacts[n])
-	}
-	for h, a := range e.answered {
-		if e.now.Sub(a.at) >= answerKeep {
-			delete(e.answered, h)
-		}
-	}
-}
-
 func (e *Engine) service(c *contact) {
 	now, p := e.now, e.profile(c)
 	c.old = slices.DeleteFunc(c.old, func(s *session) bool {
@@ -89,7 +77,7 @@ func (e *Engine) service(c *contact) {
 		e.closeSession(c.candidate)
 		c.candidate = nil
 	}
-	c.expire(now, p)
+	e.expire(c, p)
 	for _, m := range slices.Clone(c.queue) {
 		if !now.Before(m.deadline) {
 			why := fmt.Sprintf("not delivered within %v", p.Deadline)
@@ -134,16 +122,17 @@ func (c *contact) unanswered() bool {
 }
 
 // expire forgets old delivered ids and stalled reassemblies.
-func (c *contact) expire(now time.Time, p Profile) {
+func (e *Engine) expire(c *contact, p Profile) {
 	for id, t := range c.delivered {
-		if now.Sub(t) > 2*p.Deadline {
+		if e.now.Sub(t) > 2*p.Deadline {
 			delete(c.delivered, id)
 		}
 	}
 	for id, pm := range c.partial {
-		if now.Sub(pm.started) >= p.Reassembly {
+		if e.now.Sub(pm.started) >= p.Reassembly {
 			delete(c.partial, id)
 			delete(c.acks, id)
+			e.partialBytes -= pm.bytes
 		}
 	}
 }
@@ -386,7 +375,7 @@ func (e *Engine) onData(c *contact, s *session, d *dataFrame, hint uint32) {
 	}
 	pm := c.partial[id]
 	if pm == nil {
-		if len(c.partial) >= maxPartial || e.partialBytes()+len(d.text) > maxPartialAll {
+		if len(c.partial) >= maxPartial || e.partialBytes+len(d.text) > maxPartialAll {
 			e.drop(Addr{}, c.name, "reassembly buffers full: fragment dropped")
 			return
 		}
@@ -401,6 +390,7 @@ func (e *Engine) onData(c *contact, s *session, d *dataFrame, hint uint32) {
 		pm.parts[d.idx], pm.have[d.idx] = d.text, true
 		pm.n++
 		pm.bytes += len(d.text)
+		e.partialBytes += len(d.text)
 		if d.idx == 0 {
 			pm.time = d.time
 		}
@@ -416,16 +406,8 @@ func (e *Engine) onData(c *contact, s *session, d *dataFrame, hint uint32) {
 		return
 	}
 	delete(c.partial, id)
+	e.partialBytes -= pm.bytes
 	e.deliver(c, id, pm.time, slices.Concat(pm.parts...))
-}
-
-func (e *Engine) partialBytes() (n int) {
-	for _, c := range e.contacts {
-		for _, pm := range c.partial {
-			n += pm.bytes
-		}
-	}
-	return n
 }
 
 func (e *Engine) deliver(c *contact, id msgID, t int64, text []byte) {
@@ -462,6 +444,7 @@ func (e *Engine) ack(c *contact, id msgID, partial []byte, delay time.Duration) 
 // onDuplicate: a packet we opened before came again, so the peer did not
 // hear our acknowledgement of what it carried.
 func (e *Engine) onDuplicate(s *session, packet []byte) {
+	e.touch(s.c)
 	hint, _ := core.Hint(packet)
 	for _, h := range s.recvHints {
 		if h.hint != hint {

@@ -53,6 +53,13 @@ type Engine struct {
 	out       []Packet
 	events    []Event
 	dirty     bool
+
+	sched        schedule // contacts by next deadline
+	touched      map[*contact]bool
+	dhIndex      map[keystore.PublicKey]*contact
+	byLast       map[Addr]*contact
+	partialBytes int // bytes in reassembly, all contacts
+	answeredNext time.Time
 }
 
 // link is a registered link, its airtime budget and its handshake rate.
@@ -84,6 +91,7 @@ func New(id keystore.Identity, cfg Config, state []byte, now time.Time) (*Engine
 		id: id, myID: key.ID(), cfg: cfg.withDefaults(), links: map[string]*link{}, now: now,
 		contacts: map[string]*contact{}, demux: core.NewDemux(), sessions: map[*core.Session]*session{},
 		byHint: map[uint32]*handshake{}, answered: map[[32]byte]*answer{}, strangers: map[string]time.Time{},
+		touched: map[*contact]bool{}, dhIndex: map[keystore.PublicKey]*contact{}, byLast: map[Addr]*contact{},
 	}
 	e.responder = core.NewResponder(id, e.coreConfig(e.myID))
 	if err := e.load(state); err != nil {
@@ -134,6 +142,7 @@ func (e *Engine) Send(now time.Time, name string, text []byte) (MsgID, error) {
 	m := &outMsg{mid: e.nextID, c: c, text: slices.Clone(text), created: now, deadline: now.Add(e.profile(c).Deadline)}
 	c.queue = append(c.queue, m)
 	e.emitEvent(Event{Kind: EventDelivery, Contact: name, ID: m.mid, State: Queued})
+	e.touch(c)
 	e.pump()
 	return m.mid, nil
 }
@@ -246,11 +255,12 @@ func (e *Engine) onInit(from Addr, packet []byte) {
 		e.drop(from, "", "handshake refused: "+err.Error())
 		return
 	}
-	c := e.byDH(s.Peer())
+	c := e.dhIndex[s.Peer()]
 	if c == nil { // the allow list holds contacts' keys only
 		s.Close()
 		return
 	}
+	e.touch(c)
 	ts1, claim, err := decodeInit(payload)
 	switch {
 	case err != nil:
@@ -287,6 +297,9 @@ func (e *Engine) onInit(from Addr, packet []byte) {
 // remember keeps a message 1's fate (its answer, or nil: refused) for its
 // retransmissions, within a bound.
 func (e *Engine) remember(h [32]byte, msg2 []byte) {
+	if exp := e.now.Add(answerKeep); e.answeredNext.IsZero() || exp.Before(e.answeredNext) {
+		e.answeredNext = exp
+	}
 	if len(e.answered) >= maxAnswered {
 		var oldest [32]byte
 		first := true
@@ -422,6 +435,7 @@ func (e *Engine) onResponse(packet []byte) {
 		return
 	}
 	c := h.c
+	e.touch(c)
 	s, payload, err := h.in.Finish(packet)
 	if errors.Is(err, core.ErrState) {
 		// Forged responses spent the core's bound on identity operations:
@@ -521,12 +535,14 @@ func (e *Engine) onTransport(from Addr, packet []byte) {
 		return
 	}
 	c := s.c
+	e.touch(c)
 	s.lastRecv = e.now
 	if !s.confirmed {
 		e.promote(c, s)
 	}
 	if o.Newest && from != c.last && s == c.current {
-		c.last, e.dirty = from, true
+		e.setLast(c, from)
+		e.dirty = true
 		e.emitEvent(Event{Kind: EventAddress, Contact: c.name, From: from})
 	}
 	f, err := decodeFrames(o.Plaintext)
@@ -547,14 +563,14 @@ func (e *Engine) onTransport(from Addr, packet []byte) {
 // contact was last heard (not a shared radio channel), that contact may hold
 // a session this node lost (a restart): a fresh handshake mends it.
 func (e *Engine) onUnknown(from Addr) {
-	if from.Addr == "" {
+	c := e.byLast[from]
+	if from.Addr == "" || c == nil {
 		return
 	}
-	for _, c := range e.contacts {
-		if c.last == from && c.pending == nil && !e.now.Before(c.nextHS) {
-			e.startHandshake(c)
-			c.backoff(e.now, e.profile(c)) // at most one such handshake per backoff
-		}
+	if c.pending == nil && !e.now.Before(c.nextHS) {
+		e.touch(c)
+		e.startHandshake(c)
+		c.backoff(e.now, e.profile(c)) // at most one such handshake per backoff
 	}
 }
 
@@ -639,19 +655,9 @@ func (e *Engine) drop(from Addr, contact, why string) {
 
 // Deadline is when the engine next needs Tick (the zero time: never).
 func (e *Engine) Deadline() time.Time {
-	var d time.Time
-	at := func(t time.Time) {
-		if !t.IsZero() && (d.IsZero() || t.Before(d)) {
-			d = t
-		}
-	}
-	for _, c := range e.contacts {
-		for _, t := range c.deadlines(e) {
-			at(t)
-		}
-	}
-	for _, a := range e.answered {
-		at(a.at.Add(answerKeep))
+	d := e.answeredNext
+	if len(e.sched) > 0 && (d.IsZero() || e.sched[0].due.Before(d)) {
+		d = e.sched[0].due
 	}
 	return d
 }
@@ -660,12 +666,17 @@ func (e *Engine) Deadline() time.Time {
 // message 1.
 const answerKeep = 10 * time.Minute
 
-// State returns the engine's state to save, and whether it changed since
-// the last call.
-func (e *Engine) State() ([]byte, bool) {
-	d := e.dirty
+// State returns the engine's state to save.
+func (e *Engine) State() []byte { return e.save() }
+
+// Changed returns the state if it changed since the last call, for a host
+// that saves after every call: nothing is encoded when nothing changed.
+func (e *Engine) Changed() ([]byte, bool) {
+	if !e.dirty {
+		return nil, false
+	}
 	e.dirty = false
-	return e.save(), d
+	return e.save(), true
 }
 
 // Close wipes every session. The engine is unusable afterwards.

@@ -88,7 +88,7 @@ func TestStateRoundTrip(t *testing.T) {
 	n, a, b, _ := setup(t)
 	talk(t, n, a, b, "one")
 	b.e.VerifyContact("alice", a.e.contactFingerprint(t))
-	st, _ := b.e.State()
+	st := b.e.State()
 	e, err := New(b.id, Config{}, st, n.now)
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +132,7 @@ func (e *Engine) contactFingerprint(t *testing.T) string {
 func TestPeerRestart(t *testing.T) {
 	n, a, b, _ := setup(t)
 	talk(t, n, a, b, "before")
-	st, _ := b.e.State()
+	st := b.e.State()
 	b.e.Close()
 	e, _ := New(b.id, Config{}, st, n.now)
 	e.AddLink("udp", UDP)
@@ -278,7 +278,7 @@ func TestMessageSeqAndTime(t *testing.T) {
 func TestQueuedGoesAtOnceOnNewSession(t *testing.T) {
 	n, a, b, _ := setup(t)
 	talk(t, n, a, b, "before")
-	st, _ := b.e.State()
+	st := b.e.State()
 	b.down = true
 	id := a.send(t, n.now, "bob", "while away")
 	n.run(UDP.MaxRTO * 3) // the fragment's backoff has grown to its cap

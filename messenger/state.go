@@ -99,7 +99,7 @@ func (e *Engine) load(b []byte) error {
 		switch len(cs.Last) {
 		case 0:
 		case 2:
-			c.last = Addr{cs.Last[0], cs.Last[1]}
+			e.setLast(c, Addr{cs.Last[0], cs.Last[1]})
 		default:
 			return fmt.Errorf("%w: contact %q: last address", ErrStateFile, cs.Name)
 		}

@@ -18,11 +18,7 @@ func HMAC(out *[32]byte, key []byte, data ...[]byte) {
 		n += len(d)
 	}
 	if len(key) > 64 || n > 96 {
-		m := hmac.New(sha256.New, key)
-		for _, d := range data {
-			m.Write(d)
-		}
-		m.Sum(out[:0])
+		long(out, key, data)
 		return
 	}
 	var in [64 + 96]byte
@@ -44,4 +40,20 @@ func HMAC(out *[32]byte, key []byte, data ...[]byte) {
 	secret.Wipe(in[:])
 	secret.Wipe(outer[:])
 	secret.Wipe(inner[:])
+}
+
+// long is HMAC for inputs past the stack buffers. It copies its arguments
+// first: handing them to crypto/hmac's interfaces would make every caller's
+// buffers escape to the heap, where runtime/secret must track each one.
+func long(out *[32]byte, key []byte, data [][]byte) {
+	k := append([]byte(nil), key...)
+	var msg []byte
+	for _, d := range data {
+		msg = append(msg, d...)
+	}
+	m := hmac.New(sha256.New, k)
+	m.Write(msg)
+	copy(out[:], m.Sum(nil))
+	secret.Wipe(k)
+	secret.Wipe(msg)
 }

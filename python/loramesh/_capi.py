@@ -87,12 +87,7 @@ class Secret:
         if isinstance(value, str):
             value = value.encode("utf-8")
         self.source = value
-        if isinstance(value, bytearray):
-            self.arr, self.n = _in(value)
-            self.copy = False
-        else:
-            self.arr, self.n = _in(value)
-            self.copy = True
+        self.arr, self.n = _in(value)
 
     def __enter__(self):
         return self

@@ -27,9 +27,13 @@ import socket
 import sys
 import time
 
-from . import __version__, errors
+from . import __version__, chat, errors
+from .chat import render
 from .client import DaemonFailed, NotRunning, connect, read_secret, try_connect
-from .config import ConfigError, Home, write_atomic
+from .config import ConfigError, Home, dumps_toml, write_atomic
+from .daemon import Daemon, DaemonError, report
+from .identity import SECRET_NAMES, open_identity, open_keystore, secret_needed
+from .keys import ContactCard
 from .secret_input import SecretError, has_terminal, prompt
 from .text import escape
 
@@ -96,8 +100,6 @@ def daemon(args, home, start=True):
 # ---- init and identity -------------------------------------------------
 
 def cmd_init(args, home, out):
-    from .identity import SECRET_NAMES, open_keystore
-    from .keys import ContactCard
     old = None
     if home.exists():
         if not args.force:
@@ -142,7 +144,6 @@ def cmd_init(args, home, out):
     if not cfg["link"]:
         cfg["link"]["udp"] = {"bind": "0.0.0.0:7000"}
     os.makedirs(home.path, mode=0o700, exist_ok=True)
-    from .identity import secret_needed
     need = secret_needed(ident)
     secret = None
     if need:
@@ -184,7 +185,6 @@ def my_card(home) -> bytes:
 
 
 def cmd_id(args, home, out):
-    from .keys import ContactCard
     cfg = home.load_config()
     with ContactCard(my_card(home)) as c:
         info = {"name": c.name, "fingerprint": c.fingerprint, "keystore": cfg["identity"]["keystore"],
@@ -241,8 +241,6 @@ def cmd_identity_use(args, home, out):
     """Makes another identity of the keystore the node's (a backup, or an
     imported one): it must open with the node's secret; the card is made
     anew; config.toml switches atomically."""
-    from .identity import open_identity, secret_needed
-    from .keys import ContactCard
     try:
         try_connect(home).close()
         raise CliError("the node's daemon is running: stop it first with `loramesh stop`", EXIT_USAGE)
@@ -276,7 +274,6 @@ def cmd_link(args, home, out):
         elif args.kind == "remove":
             if links.pop(args.where, None) is None:
                 raise CliError("no link %r" % args.where, EXIT_USAGE)
-        from .config import dumps_toml
         write_atomic(home.config_path, dumps_toml(cfg).encode())
     out.result({"link": cfg["link"]}, "links: %s (restart the daemon to apply: `loramesh stop`)"
                % ", ".join("%s %s" % (k, v.get("bind") or v.get("serial")) for k, v in cfg["link"].items()))
@@ -366,8 +363,6 @@ def cmd_contact_addr(args, home, out):
 
 def cmd_daemon(args, home, out):
     """Runs the daemon in the foreground (what `start` runs in the background)."""
-    from .daemon import Daemon, DaemonError, report
-    from .identity import open_identity, secret_needed
     status_fd = args.status_fd
     try:
         cfg = home.load_config()
@@ -462,7 +457,6 @@ def cmd_send(args, home, out):
 
 
 def cmd_listen(args, home, out):
-    from .chat import render
     c = daemon(args, home)
     c.request("subscribe", contact=args.contact, history=args.history)
     got, states = 0, {}
@@ -478,7 +472,6 @@ def cmd_listen(args, home, out):
 
 
 def cmd_chat(args, home, out):
-    from . import chat
     c = daemon(args, home)
     info = c.request("contact_show", contact=args.contact)
     if sys.stdin.isatty() and sys.stdout.isatty():

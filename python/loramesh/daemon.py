@@ -28,7 +28,7 @@ from . import __version__, errors
 from .engine import Engine
 from .keys import ContactCard
 from .node import Node
-from .transport import KissTransport, LinkError, UdpTransport
+from .transport import KissTransport, LinkError, UdpTransport, parse_addr
 
 MAX_LINE = 256 * 1024       # a request: a 16 KiB message in base64 and more
 MAX_BACKLOG = 4 * 1024 * 1024  # output a slow client may fall behind by
@@ -65,7 +65,6 @@ def parse_contact_addr(s: str):
     if link == "kiss" and not addr:
         return "kiss", ""
     if link == "udp" and addr:
-        from .transport import parse_addr
         host, port = parse_addr(addr)
         return "udp", "%s:%d" % (host, port)
     raise ValueError("address must be udp:HOST:PORT or kiss, got %r" % s)

@@ -9,9 +9,12 @@ class LoraMeshError(Exception):
     the Python side), ``name`` its lm_strerror text.
     """
 
-    def __init__(self, message: str, code: int = 0, name: str = ""):
+    code = 0  # the LM_ERR_* value of each subclass, from BY_CODE below
+
+    def __init__(self, message: str, code: int = None, name: str = ""):
         super().__init__(message)
-        self.code = code
+        if code is not None:
+            self.code = code
         self.name = name
 
 
@@ -143,3 +146,7 @@ BY_CODE = {
     24: ConflictError,
     25: FullError,
 }
+
+
+for _code, _cls in BY_CODE.items():
+    _cls.code = _code
