@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
 )
 
 // Every call costs the engine only the contacts it touches and those whose
