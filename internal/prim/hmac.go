@@ -18,11 +18,7 @@ func HMAC(out *[32]byte, key []byte, data ...[]byte) {
 		n += len(d)
 	}
 	if len(key) > 64 || n > 96 {
-		m := hmac.New(sha256.New, key)
-		for _, d := range data {
-			m.Write(d)
-		}
-		m.Sum(out[:0])
+		hmacLong(out, key, data)
 		return
 	}
 	var in [64 + 96]byte
@@ -44,4 +40,19 @@ func HMAC(out *[32]byte, key []byte, data ...[]byte) {
 	secret.Wipe(in[:])
 	secret.Wipe(outer[:])
 	secret.Wipe(inner[:])
+}
+
+// hmacLong is crypto/hmac on a copy of the key, wiped after, and a
+// temporary output: so that HMAC's own arguments do not escape and its
+// callers keep their keys and outputs on the stack.
+func hmacLong(out *[32]byte, key []byte, data [][]byte) {
+	k := append([]byte(nil), key...)
+	m := hmac.New(sha256.New, k)
+	for _, d := range data {
+		m.Write(d)
+	}
+	s := m.Sum(nil)
+	copy(out[:], s)
+	secret.Wipe(s)
+	secret.Wipe(k)
 }
