@@ -2,8 +2,8 @@ package memory_test
 
 import (
 	"crypto"
-	"crypto/ed25519"
 	"crypto/ecdh"
+	"crypto/ed25519"
 	"crypto/rand"
 	"testing"
 
