@@ -5,6 +5,8 @@ import (
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/subtle"
 	"encoding/asn1"
 	"fmt"
 	"io"
@@ -14,6 +16,8 @@ import (
 
 	p11 "github.com/miekg/pkcs11"
 
+	"github.com/loramesh/loramesh-core/internal/prim"
+	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 )
 
@@ -119,7 +123,7 @@ func (i *Identity) DH(peer keystore.PublicKey, out *[32]byte) error {
 	}
 	i.ops.Add(1)
 	return i.t.do(func(sh p11.SessionHandle) error {
-		return derive(i.t.mod.ctx, sh, key, point, out)
+		return derive(i.t.mod, sh, key, point, out)
 	})
 }
 
@@ -129,7 +133,7 @@ func (i *Identity) PrivateKeyOps() uint64 { return i.ops.Load() }
 // Close releases the identity's hold on the token (the last holder logs out
 // and unloads the module). The keys stay on the token.
 func (i *Identity) Close() error {
-	if i.closed.Swap(true) {
+	if i == nil || i.closed.Swap(true) {
 		return nil
 	}
 	i.t.release()
@@ -181,4 +185,69 @@ func lowOrder(u []byte) bool {
 	copy(k[:], u)
 	k[31] &= 0x7f
 	return slices.Contains(lowOrderPoints, k)
+}
+
+// prove checks, before the identity is handed out, that every public key it
+// will advertise belongs to its private key: the public objects can be
+// replaced by whoever can open a session (for identities made before they
+// were private), and a card signed by the genuine key would then carry the
+// attacker's DH key. P-256: the token signs a fresh challenge, verified here
+// in software. X25519: the token derives with a fresh software ephemeral,
+// compared with the software DH. Neither counts in PrivateKeyOps.
+func (i *Identity) prove() error {
+	fail := func(what string) error {
+		return fmt.Errorf("pkcs11: identity %q on token %q: %s: %w; do not use its contact card: generate a new identity (or restore the public object from a card you trust)",
+			i.name, i.t.label, what, ErrKeyMismatch)
+	}
+	var challenge [32]byte
+	rand.Read(challenge[:])
+	var raw []byte
+	err := i.t.do(func(sh p11.SessionHandle) error {
+		ctx := i.t.mod.ctx
+		if err := ctx.SignInit(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_ECDSA, nil)}, i.priv); err != nil {
+			return wrap("proving the P-256 key", err)
+		}
+		var err error
+		if raw, err = ctx.Sign(sh, challenge[:]); err != nil {
+			return wrap("proving the P-256 key", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(raw) != 64 || !ecdsa.Verify(i.pub, challenge[:], new(big.Int).SetBytes(raw[:32]), new(big.Int).SetBytes(raw[32:])) {
+		return fail("P-256 public key")
+	}
+	if !i.hasX {
+		return nil
+	}
+	var e, epub, soft, tok *[32]byte
+	if err := secret.NewN(&e, &epub, &soft, &tok); err != nil {
+		return err
+	}
+	defer func() { secret.Free(e); secret.Free(epub); secret.Free(soft); secret.Free(tok) }()
+	if _, err := rand.Read(e[:]); err != nil {
+		return err
+	}
+	var u [32]byte
+	copy(u[:], i.dhX.Bytes())
+	var serr error
+	secret.Do(func() {
+		if serr = prim.X25519Base(epub, e); serr == nil {
+			serr = prim.X25519(soft, e, &u)
+		}
+	})
+	if serr != nil {
+		return fail("X25519 public key")
+	}
+	if err := i.t.do(func(sh p11.SessionHandle) error {
+		return derive(i.t.mod, sh, i.xPriv, epub[:], tok)
+	}); err != nil {
+		return err
+	}
+	if subtle.ConstantTimeCompare(soft[:], tok[:]) != 1 {
+		return fail("X25519 public key")
+	}
+	return nil
 }

@@ -19,6 +19,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(swapEnv) != "" {
+		os.Exit(swapChild())
+	}
 	os.Exit(run(m))
 }
 

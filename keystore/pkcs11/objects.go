@@ -83,6 +83,11 @@ func pointOf(ctx *p11.Ctx, sh p11.SessionHandle, h p11.ObjectHandle) ([]byte, er
 	return p, nil
 }
 
+// publicObjectsPrivate is false only in tests that make identities the way
+// earlier versions did (public objects readable and destroyable without the
+// PIN), to check that a substitution is caught at open.
+var publicObjectsPrivate = true
+
 // generate makes a key pair of mechanism m, on the token or in the session.
 func generate(ctx *p11.Ctx, sh p11.SessionHandle, m suiteMech, label string, id []byte, onToken bool) (pub, priv p11.ObjectHandle, err error) {
 	isP256 := bytes.Equal(m.params, oidP256)
@@ -90,7 +95,10 @@ func generate(ctx *p11.Ctx, sh p11.SessionHandle, m suiteMech, label string, id 
 		p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PUBLIC_KEY),
 		p11.NewAttribute(p11.CKA_KEY_TYPE, m.keyType),
 		p11.NewAttribute(p11.CKA_TOKEN, onToken),
-		p11.NewAttribute(p11.CKA_PRIVATE, false),
+		// Private: invisible to, so not destroyable or replaceable by,
+		// anyone without the PIN. Not modifiable: not even with it.
+		p11.NewAttribute(p11.CKA_PRIVATE, publicObjectsPrivate),
+		p11.NewAttribute(p11.CKA_MODIFIABLE, false),
 		p11.NewAttribute(p11.CKA_VERIFY, isP256),
 		p11.NewAttribute(p11.CKA_EC_PARAMS, m.params),
 		p11.NewAttribute(p11.CKA_LABEL, label),
@@ -117,8 +125,10 @@ func generate(ctx *p11.Ctx, sh p11.SessionHandle, m suiteMech, label string, id 
 
 // derive runs CKM_ECDH1_DERIVE (CKD_NULL) of key with point into a session
 // secret that must be extractable to be read, reads its 32 bytes into out
-// and destroys it. All-zero results are refused.
-func derive(ctx *p11.Ctx, sh p11.SessionHandle, key p11.ObjectHandle, point []byte, out *[32]byte) error {
+// and destroys it. All-zero results are refused. The value goes from the
+// module straight into out (readValue), never through a C heap buffer.
+func derive(m *module, sh p11.SessionHandle, key p11.ObjectHandle, point []byte, out *[32]byte) error {
+	ctx := m.ctx
 	mech := []*p11.Mechanism{p11.NewMechanism(p11.CKM_ECDH1_DERIVE, p11.NewECDH1DeriveParams(p11.CKD_NULL, nil, point))}
 	h, err := ctx.DeriveKey(sh, mech, key, []*p11.Attribute{
 		p11.NewAttribute(p11.CKA_CLASS, p11.CKO_SECRET_KEY),
@@ -131,26 +141,17 @@ func derive(ctx *p11.Ctx, sh p11.SessionHandle, key p11.ObjectHandle, point []by
 	if err != nil {
 		return wrap("deriving", err)
 	}
-	a, err := ctx.GetAttributeValue(sh, h, []*p11.Attribute{p11.NewAttribute(p11.CKA_VALUE, nil)})
+	err = m.readValue(sh, h, out)
 	if derr := ctx.DestroyObject(sh, h); derr != nil {
 		// The secret would outlive us in a pooled session: drop the
 		// session, which destroys its objects.
-		if err == nil {
-			secret.Wipe(a[0].Value)
-		}
+		secret.Wipe(out[:])
 		return fmt.Errorf("%w: %w", errDropSession, wrap("destroying derived secret", derr))
 	}
 	if err != nil {
+		secret.Wipe(out[:])
 		return wrap("reading derived secret", err)
 	}
-	v := a[0].Value
-	// miekg's C-side copy is freed unwiped: a limit of the binding (see the
-	// package documentation).
-	defer secret.Wipe(v)
-	if len(v) != 32 {
-		return fmt.Errorf("pkcs11: derived %d bytes, want 32: %w", len(v), keystore.ErrKeystore)
-	}
-	copy(out[:], v)
 	if secret.IsZero(out[:]) {
 		return fmt.Errorf("pkcs11: deriving: %w", prim.ErrZero)
 	}
