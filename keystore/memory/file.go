@@ -266,6 +266,11 @@ func Open(dir string, passphrase []byte, p *Params) (*Keystore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("%w: %v", keystore.ErrKeystore, err)
 	}
+	// A crash in the middle of a write may have left a temporary holding a
+	// sealed seed: remove it before anything else.
+	if err := files.Clean(dir); err != nil {
+		return nil, fmt.Errorf("memory: cleaning %s: %w (%w)", dir, keystore.ErrKeystore, err)
+	}
 	k := &Keystore{dir: dir, params: DefaultParams, max: DefaultMaxParams}
 	if p != nil {
 		k.params = *p
@@ -384,7 +389,7 @@ func (k *Keystore) Delete(name string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); errors.Is(err, os.ErrNotExist) {
+	if err := files.Remove(p); errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("%w: %s", keystore.ErrNotFound, name)
 	} else if err != nil {
 		return err

@@ -254,38 +254,48 @@ func TestSwtpm(t *testing.T) {
 	})
 
 	t.Run("wrong auth, lockout, recovery", func(t *testing.T) {
-		ks := s.open(t, keys, "wrong")
-		id, err := ks.Open("field")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() { id.Close(); ks.Close() }()
-		var z [32]byte
-		for i := range 3 {
-			if err := id.DH(peer, &z); !errors.Is(err, keystore.ErrWrongPIN) {
-				t.Fatalf("wrong auth %d: %v", i, err)
+		// Each keystore remembers the values that failed; a fresh one (a
+		// person retyping the same mistake in a new process) costs a try.
+		var ae *AuthError
+		for left := uint32(2); ; left-- {
+			ks := s.open(t, keys, "wrong")
+			_, err := ks.Open("field")
+			if left == 0 {
+				// The third failure used the last try.
+				if !errors.As(err, &ae) || ae.Left != 0 {
+					t.Fatalf("third wrong auth: %v", err)
+				}
+				ks.Close()
+				break
 			}
+			if !errors.As(err, &ae) || !ae.Known || ae.Left != left || ae.Max != 3 {
+				t.Fatalf("wrong auth with %d tries left: %v", left, err)
+			}
+			if _, err := ks.Open("field"); !errors.As(err, &ae) || !ae.NotResent {
+				t.Fatalf("same wrong value again: %v", err)
+			}
+			ks.Close()
 		}
-		err = id.DH(peer, &z)
+		ks := s.open(t, keys, right)
+		_, err := ks.Open("field")
 		var le *LockoutError
-		if !errors.Is(err, keystore.ErrLockedOut) || !errors.As(err, &le) || le.Wait != 1000*time.Second {
-			t.Fatalf("after 3 failures: %v", err)
-		}
-		// Even the right value is locked out now.
-		id.(*Identity).authFn = pin(right)
-		if err := id.DH(peer, &z); !errors.Is(err, keystore.ErrLockedOut) {
+		if !errors.Is(err, keystore.ErrLockedOut) || !errors.As(err, &le) || le.Wait != 1000*time.Second ||
+			!strings.Contains(err.Error(), "tpm2_dictionarylockout -c") {
 			t.Fatalf("right auth during lockout: %v", err)
 		}
 		// swtpm serves one connection at a time: let the tool in.
-		id.Close()
 		ks.Close()
 		s.tool(t, "tpm2_dictionarylockout", "-c")
 		ks = s.open(t, keys, right)
-		if id, err = ks.Open("field"); err != nil {
-			t.Fatal(err)
-		}
-		if err := id.DH(peer, &z); err != nil {
+		defer ks.Close()
+		id, err := ks.Open("field")
+		if err != nil {
 			t.Fatalf("after tpm2_dictionarylockout -c: %v", err)
+		}
+		defer id.Close()
+		var z [32]byte
+		if err := id.DH(peer, &z); err != nil {
+			t.Fatal(err)
 		}
 	})
 }
