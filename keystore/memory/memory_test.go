@@ -18,6 +18,13 @@ import (
 
 var fast = &memory.Params{Time: 1, Memory: 64, Threads: 1}
 
+func TestMain(m *testing.M) {
+	if os.Getenv(idleEnv) != "" {
+		os.Exit(idleChild())
+	}
+	os.Exit(m.Run())
+}
+
 // The X25519 key of a seed is the same whether computed from the clamped
 // SHA-512 half (RFC 8032/7748) or as the Montgomery form u = (1+y)/(1-y) of
 // the Ed25519 public key; the second is computed here with math/big.
