@@ -38,42 +38,54 @@ type swtpm struct {
 func startSwtpm(t testing.TB, unixSocket bool) *swtpm {
 	t.Helper()
 	dir := t.TempDir()
-	pidFile := filepath.Join(dir, "pid")
 	for range 5 {
 		s := &swtpm{dir: dir, unixSocket: unixSocket}
-		var server, ctrl string
 		if unixSocket {
 			s.cmd, s.plat = filepath.Join(dir, "tpm.sock"), filepath.Join(dir, "ctrl.sock")
-			server, ctrl = "type=unixio,path="+s.cmd, "type=unixio,path="+s.plat
 		} else {
 			s.port = freePortPair(t)
 			s.cmd, s.plat = fmt.Sprintf("127.0.0.1:%d", s.port), fmt.Sprintf("127.0.0.1:%d", s.port+1)
-			server = fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", s.port)
-			ctrl = fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", s.port+1)
 		}
-		// Output goes to a file: the daemon would hold a pipe open forever.
-		logFile := filepath.Join(dir, "swtpm.log")
-		log, err := os.Create(logFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+dir,
-			"--server", server, "--ctrl", ctrl, "--flags", "not-need-init,startup-clear",
-			"--pid", "file="+pidFile, "--daemon")
-		c.Stdout, c.Stderr = log, log
-		err = c.Run()
-		log.Close()
-		if err != nil {
-			out, _ := os.ReadFile(logFile)
-			t.Logf("swtpm: %v: %s", err, out)
+		if err := s.start(t); err != nil {
+			t.Logf("swtpm: %v", err)
 			continue
 		}
-		t.Cleanup(func() { stopPid(t, pidFile) })
+		t.Cleanup(func() { s.stop(t) })
 		return s
 	}
 	t.Fatal("could not start swtpm")
 	return nil
 }
+
+// start runs swtpm on s's state directory, ports or sockets.
+func (s *swtpm) start(t testing.TB) error {
+	server := "type=unixio,path=" + s.cmd
+	ctrl := "type=unixio,path=" + s.plat
+	if !s.unixSocket {
+		server = fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", s.port)
+		ctrl = fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", s.port+1)
+	}
+	// Output goes to a file: the daemon would hold a pipe open forever.
+	logFile := filepath.Join(s.dir, "swtpm.log")
+	log, err := os.Create(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+s.dir,
+		"--server", server, "--ctrl", ctrl, "--flags", "not-need-init,startup-clear",
+		"--pid", "file="+filepath.Join(s.dir, "pid"), "--daemon")
+	c.Stdout, c.Stderr = log, log
+	err = c.Run()
+	log.Close()
+	if err != nil {
+		out, _ := os.ReadFile(logFile)
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	return nil
+}
+
+// stop ends swtpm (its state directory stays, so keys stay valid).
+func (s *swtpm) stop(t testing.TB) { stopPid(t, filepath.Join(s.dir, "pid")) }
 
 func stopPid(t testing.TB, pidFile string) {
 	b, err := os.ReadFile(pidFile)
