@@ -22,6 +22,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(idleEnv) != "" {
 		os.Exit(idleChild())
 	}
+	if os.Getenv(writerEnv) != "" {
+		os.Exit(writerChild())
+	}
 	os.Exit(m.Run())
 }
 
