@@ -1,6 +1,7 @@
 package memory_test
 
 import (
+	"bufio"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -25,6 +26,7 @@ func writerChild() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	fmt.Println("writing")
 	for i := 0; ; i++ {
 		id, err := ks.Generate(fmt.Sprintf("id-%d-%d", os.Getpid(), i))
 		if err != nil {
@@ -49,10 +51,14 @@ func TestKilledWriter(t *testing.T) {
 			if fallback {
 				c.Env = append(c.Env, "LORAMESH_WRITER_FALLBACK=1")
 			}
+			out, _ := c.StdoutPipe()
 			if err := c.Start(); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(time.Duration(5+rand.IntN(40)) * time.Millisecond)
+			// Kill at a random moment once it writes (its start-up time
+			// varies too much, under -race, to aim from here).
+			bufio.NewReader(out).ReadString('\n')
+			time.Sleep(time.Duration(rand.IntN(20000)) * time.Microsecond)
 			c.Process.Signal(syscall.SIGKILL)
 			c.Wait()
 			runs++

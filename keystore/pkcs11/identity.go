@@ -12,6 +12,7 @@ import (
 	"io"
 	"math/big"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	p11 "github.com/miekg/pkcs11"
@@ -35,6 +36,37 @@ type Identity struct {
 	hasX   bool
 	ops    atomic.Uint64
 	closed atomic.Bool
+
+	hmu sync.Mutex
+	gen uint64 // the token generation priv and xPriv belong to
+}
+
+// handles returns the private key handles, finding them again (by label and
+// id) after the token was reattached.
+func (i *Identity) handles(sh p11.SessionHandle) (priv, xPriv p11.ObjectHandle, err error) {
+	g := i.t.gen.Load()
+	i.hmu.Lock()
+	defer i.hmu.Unlock()
+	if i.gen == g {
+		return i.priv, i.xPriv, nil
+	}
+	ctx := i.t.mod.ctx
+	if priv, err = findKey(ctx, sh, i.name, i.id, p11.CKO_PRIVATE_KEY, oidP256); err != nil {
+		return 0, 0, err
+	}
+	if i.hasX {
+		privs, err := findAll(ctx, sh, []*p11.Attribute{p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PRIVATE_KEY),
+			p11.NewAttribute(p11.CKA_LABEL, i.name), p11.NewAttribute(p11.CKA_ID, i.id)})
+		if err != nil {
+			return 0, 0, err
+		}
+		if privs = slices.DeleteFunc(privs, func(h p11.ObjectHandle) bool { return h == priv }); len(privs) != 1 {
+			return 0, 0, fmt.Errorf("pkcs11: identity %q: %d X25519 private keys: %w", i.name, len(privs), keystore.ErrNotFound)
+		}
+		xPriv = privs[0]
+	}
+	i.priv, i.xPriv, i.gen = priv, xPriv, g
+	return priv, xPriv, nil
 }
 
 // Name returns the identity's name (its CKA_LABEL).
@@ -57,10 +89,13 @@ func (i *Identity) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]b
 	i.ops.Add(1)
 	err := i.t.do(func(sh p11.SessionHandle) error {
 		ctx := i.t.mod.ctx
-		if err := ctx.SignInit(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_ECDSA, nil)}, i.priv); err != nil {
+		priv, _, err := i.handles(sh)
+		if err != nil {
+			return err
+		}
+		if err := ctx.SignInit(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_ECDSA, nil)}, priv); err != nil {
 			return wrap("signing", err)
 		}
-		var err error
 		if raw, err = ctx.Sign(sh, digest); err != nil {
 			return wrap("signing", err)
 		}
@@ -100,8 +135,8 @@ func (i *Identity) DH(peer keystore.PublicKey, out *[32]byte) error {
 	if i.closed.Load() {
 		return keystore.ErrClosed
 	}
-	var key p11.ObjectHandle
 	var point []byte
+	useX := false
 	switch {
 	case peer.IsZero():
 		return fmt.Errorf("pkcs11: zero peer key: %w", keystore.ErrInvalidPublicKey)
@@ -110,9 +145,9 @@ func (i *Identity) DH(peer keystore.PublicKey, out *[32]byte) error {
 		if err != nil {
 			return fmt.Errorf("pkcs11: peer key: %w", keystore.ErrInvalidPublicKey)
 		}
-		key, point = i.priv, p.Bytes() // uncompressed: every token takes it
+		point = p.Bytes() // uncompressed: every token takes it
 	case peer.Suite() == keystore.X25519 && i.hasX:
-		key, point = i.xPriv, peer.Bytes()
+		point, useX = peer.Bytes(), true
 		if lowOrder(point) {
 			// The secret would be all zero; SoftHSM fails such points with
 			// CKR_GENERAL_ERROR, so refuse them before the token sees them.
@@ -123,7 +158,14 @@ func (i *Identity) DH(peer keystore.PublicKey, out *[32]byte) error {
 	}
 	i.ops.Add(1)
 	return i.t.do(func(sh p11.SessionHandle) error {
-		return derive(i.t.mod, sh, key, point, out)
+		priv, xPriv, err := i.handles(sh)
+		if err != nil {
+			return err
+		}
+		if useX {
+			priv = xPriv
+		}
+		return derive(i.t.mod, sh, priv, point, out)
 	})
 }
 
@@ -204,10 +246,13 @@ func (i *Identity) prove() error {
 	var raw []byte
 	err := i.t.do(func(sh p11.SessionHandle) error {
 		ctx := i.t.mod.ctx
-		if err := ctx.SignInit(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_ECDSA, nil)}, i.priv); err != nil {
+		priv, _, err := i.handles(sh)
+		if err != nil {
+			return err
+		}
+		if err := ctx.SignInit(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_ECDSA, nil)}, priv); err != nil {
 			return wrap("proving the P-256 key", err)
 		}
-		var err error
 		if raw, err = ctx.Sign(sh, challenge[:]); err != nil {
 			return wrap("proving the P-256 key", err)
 		}
@@ -242,7 +287,11 @@ func (i *Identity) prove() error {
 		return fail("X25519 public key")
 	}
 	if err := i.t.do(func(sh p11.SessionHandle) error {
-		return derive(i.t.mod, sh, i.xPriv, epub[:], tok)
+		_, xPriv, err := i.handles(sh)
+		if err != nil {
+			return err
+		}
+		return derive(i.t.mod, sh, xPriv, epub[:], tok)
 	}); err != nil {
 		return err
 	}

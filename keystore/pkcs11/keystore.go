@@ -189,7 +189,7 @@ func (k *Keystore) open(label string, id []byte) (keystore.Identity, error) {
 }
 
 func (k *Keystore) openBy(label string, id []byte) (*Identity, error) {
-	ident := &Identity{t: k.t, name: label}
+	ident := &Identity{t: k.t, name: label, gen: k.t.gen.Load()}
 	err := k.t.do(func(sh p11.SessionHandle) error {
 		ctx := k.t.mod.ctx
 		var err error
@@ -265,8 +265,16 @@ func (k *Keystore) List() ([]string, error) {
 		}
 		return nil
 	})
+	if err == nil {
+		// SoftHSM answers an unreadable token's searches with nothing:
+		// an empty list must not hide that.
+		err = k.t.healthy()
+	}
+	if err != nil {
+		return nil, err
+	}
 	slices.Sort(names)
-	return names, err
+	return names, nil
 }
 
 // Delete destroys every object of identity name. Identities already open

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
@@ -20,10 +21,13 @@ import (
 // operation borrows a session from a bounded pool through do; the login
 // belongs to the application and lasts while loginSession is open.
 type token struct {
-	mod   *module
-	slot  uint
-	label string
-	refs  int // Keystores and Identities holding it; under registry's lock
+	mod    *module
+	slot   uint
+	label  string
+	serial string
+	broken atomic.Bool   // the token stopped answering: restart the module on the next call
+	gen    atomic.Uint64 // counts restarts: identities find their handles again
+	refs   int           // Keystores and Identities holding it; under registry's lock
 
 	loginSession p11.SessionHandle
 	loggedIn     bool           // we logged in (and log out at the end)
@@ -68,7 +72,7 @@ func acquire(cfg Config, pin []byte) (t *token, pinLow bool, err error) {
 		t.refs++
 		return t, pinLow, nil
 	}
-	t = &token{mod: m, slot: slot, label: info.Label, refs: 1}
+	t = &token{mod: m, slot: slot, label: info.Label, serial: info.SerialNumber, refs: 1}
 	// The login session is read-only (a user may log in from one), so every
 	// read-write session the token allows goes to the pool: a token with a
 	// single RW session still works.
