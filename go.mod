@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	filippo.io/edwards25519 v1.2.0
+	filippo.io/nistec v0.0.4
 	github.com/flynn/noise v1.1.0
 	github.com/foxboron/go-tpm-keyfiles v0.0.0-20251226215517-609e4778396f
 	github.com/fxamacker/cbor/v2 v2.10.0

@@ -25,6 +25,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(writerEnv) != "" {
 		os.Exit(writerChild())
 	}
+	if os.Getenv(custodyEnv) != "" {
+		os.Exit(custodyChild())
+	}
 	os.Exit(m.Run())
 }
 
