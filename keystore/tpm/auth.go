@@ -1,6 +1,7 @@
 package tpm
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/subtle"
 	"fmt"
@@ -23,8 +24,21 @@ func newLockedAuth(fn func(string) ([]byte, error), name string) (*lockedAuth, e
 	if err != nil {
 		return nil, fmt.Errorf("tpm: auth value for %s: %w", name, err)
 	}
+	// The TPM drops trailing zero octets of an auth value (TPM 2.0 part 1,
+	// 19.6.4.3) when the key is created and when it checks an HMAC; go-tpm
+	// keys its HMACs with the value as given, so a value ending in 0x00
+	// would never match. Drop them here too.
+	for len(v) > 0 && v[len(v)-1] == 0 {
+		v = v[:len(v)-1]
+	}
 	if len(v) == 0 {
 		return nil, nil
+	}
+	if bytes.IndexByte(v, 0) >= 0 {
+		// Such values fail every check afterwards on swtpm through go-tpm
+		// (the key is created, then the right value is refused); refuse them
+		// before a key is made with one.
+		return nil, fmt.Errorf("tpm: auth value for %s contains a zero byte, which is not supported: %w", name, keystore.ErrKeystore)
 	}
 	if len(v) > 32 {
 		// TPM2B_AUTH holds at most the name algorithm's digest size.

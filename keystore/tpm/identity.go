@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"runtime"
 	"sync/atomic"
 
 	"github.com/google/go-tpm/tpm2"
@@ -407,8 +408,19 @@ func (id *Identity) Close() error {
 		return err
 	}
 	id.failed.release()
-	return id.d.release()
+	err = id.d.release()
+	collect()
+	return err
 }
+
+// collect runs a garbage collection, so that runtime/secret erases now the
+// heap temporaries go-tpm made inside protect (the session HMAC keys built
+// from the auth value, the decrypted ZGen responses) instead of whenever a
+// collection comes, which on an idle device may be never. A custody test
+// found the auth value and the DH outputs in the process after Close
+// without it. It costs one collection per Close (about 0.3 ms on a small
+// heap).
+func collect() { runtime.GC() }
 
 func ecdsaPublic(pt *tpm2.TPMSECCPoint) (*ecdsa.PublicKey, error) {
 	if len(pt.X.Buffer) > 32 || len(pt.Y.Buffer) > 32 {

@@ -436,7 +436,9 @@ func (ks *Keystore) Close() error {
 		return nil
 	}
 	ks.failed.release()
-	return ks.d.release()
+	err := ks.d.release()
+	collect()
+	return err
 }
 
 // identityTemplate is an unrestricted P-256 key that both signs and does

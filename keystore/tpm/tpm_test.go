@@ -524,3 +524,22 @@ func TestNoP256(t *testing.T) {
 		t.Fatalf("TPM without P-256: %v", err)
 	}
 }
+
+// Trailing zero octets are dropped as the TPM drops them; a zero byte
+// inside is refused before a key is made with it (such keys could never be
+// used through go-tpm).
+func TestAuthZeroBytes(t *testing.T) {
+	ks := simKeystore(t, "abcd\x00\x00")
+	id := generate(t, ks, "trail")
+	id.Close()
+	ks.cfg.Auth = pin("abcd")
+	o, err := ks.Open("trail")
+	if err != nil {
+		t.Fatalf("trailing zeros: %v", err)
+	}
+	o.Close()
+	ks.cfg.Auth = pin("ab\x00cd")
+	if _, err := ks.Generate("inner"); !errors.Is(err, keystore.ErrKeystore) || !strings.Contains(err.Error(), "zero byte") {
+		t.Fatalf("interior zero: %v", err)
+	}
+}
