@@ -176,3 +176,36 @@ func TestParamsBounds(t *testing.T) {
 		}
 	}
 }
+
+// Every error path returns a nil interface (never an interface holding a
+// nil *Identity), and Close on whatever it returned is safe.
+func TestErrorPathsReturnNil(t *testing.T) {
+	dir := t.TempDir()
+	ks, err := memory.Open(dir, []byte("pw"), fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	g, _ := ks.Generate("x")
+	g.Close()
+	os.WriteFile(filepath.Join(dir, "junk.lmid"), []byte("junk"), 0o600)
+	wrong, _ := memory.Open(dir, []byte("wrong"), fast)
+	defer wrong.Close()
+	for name, f := range map[string]func() (keystore.Identity, error){
+		"missing":   func() (keystore.Identity, error) { return ks.Open("missing") },
+		"corrupt":   func() (keystore.Identity, error) { return ks.Open("junk") },
+		"bad name":  func() (keystore.Identity, error) { return ks.Open("../x") },
+		"wrong pw":  func() (keystore.Identity, error) { return wrong.Open("x") },
+		"exists":    func() (keystore.Identity, error) { return ks.Generate("x") },
+		"bad suite": func() (keystore.Identity, error) { return ks.Generate("y", 9) },
+	} {
+		id, err := f()
+		if err == nil || id != nil {
+			t.Fatalf("%s: %v, %#v: want an error and a nil interface", name, err, id)
+		}
+	}
+	var nilID *memory.Identity
+	if err := nilID.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -169,9 +169,11 @@ func TestFilesAndLifecycle(t *testing.T) {
 	if names, err := ks.List(); err != nil || len(names) != 1 || names[0] != "node-1" {
 		t.Fatalf("List = %v, %v", names, err)
 	}
-	if _, err := ks.Open("absent"); !errors.Is(err, keystore.ErrNotFound) {
-		t.Fatalf("Open(absent): %v", err)
+	if o, err := ks.Open("absent"); !errors.Is(err, keystore.ErrNotFound) || o != nil {
+		t.Fatalf("Open(absent): %v, %#v", err, o)
 	}
+	var nilID *Identity
+	nilID.Close()
 	if err := ks.Delete("node-1"); err != nil {
 		t.Fatal(err)
 	}
