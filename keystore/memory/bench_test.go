@@ -56,3 +56,15 @@ func BenchmarkStdSign(b *testing.B) {
 		ed25519.Sign(k, msg)
 	}
 }
+
+// BenchmarkClose is FromSeed and Close: Close runs one garbage collection.
+func BenchmarkClose(b *testing.B) {
+	seed := make([]byte, 32)
+	for b.Loop() {
+		id, err := memory.FromSeed(seed)
+		if err != nil {
+			b.Fatal(err)
+		}
+		id.Close()
+	}
+}
