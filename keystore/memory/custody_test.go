@@ -31,11 +31,33 @@ func streamSeed(r []byte, s keystore.Suite) (out [32]byte) {
 // a handshake in each suite, transport messages, a signature; then
 // everything is closed and the child waits to be scanned.
 func custodyChild() int {
-	in, err := memscan.ReadSecret(128)
+	in, err := memscan.ReadSecret(128 + 24)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// A keystore with the passphrase: an identity saved and loaded again
+	// (argon2id, XChaCha20-Poly1305), then closed with the keystore.
+	dir, _ := os.MkdirTemp("", "custody-")
+	defer os.RemoveAll(dir)
+	ks, err := memory.Open(dir, in.Bytes()[128:], fast)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if g, err := ks.Generate("saved"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	} else {
+		g.Close()
+	}
+	l, err := ks.Open("saved")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	l.Close()
+	ks.Close()
 	a, err := memory.FromSeed(in.Bytes()[:32])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -47,7 +69,7 @@ func custodyChild() int {
 		return 1
 	}
 	for _, s := range custodySuites {
-		tr, err := memscan.Handshake(a, b, s, streamSeed(in.Bytes()[64:96], s), streamSeed(in.Bytes()[96:], s))
+		tr, err := memscan.Handshake(a, b, s, streamSeed(in.Bytes()[64:96], s), streamSeed(in.Bytes()[96:128], s))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -69,7 +91,7 @@ func custodyChild() int {
 // can compute.
 func custody(t *testing.T, mode string) map[string]int {
 	t.Helper()
-	input := make([]byte, 128)
+	input := make([]byte, 128+24)
 	rand.Read(input)
 	c, err := memscan.Start(os.Args[0], []string{custodyEnv + "=" + mode}, input)
 	if err != nil {
@@ -83,6 +105,7 @@ func custody(t *testing.T, mode string) map[string]int {
 	for k, v := range memscan.MemorySecrets("B", input[32:64]) {
 		needles[k] = v
 	}
+	needles["passphrase"] = input[128:]
 	a, _ := memory.FromSeed(input[:32])
 	defer a.Close()
 	if len(c.Lines) != len(custodySuites) {
@@ -96,7 +119,7 @@ func custody(t *testing.T, mode string) map[string]int {
 		tr.Msg1, _ = hex.DecodeString(m1)
 		tr.Msg2, _ = hex.DecodeString(m2)
 		ap, _ := a.DHPublic(s)
-		exp, err := memscan.Expected(s, input[32:64], ap, streamSeed(input[64:96], s), streamSeed(input[96:], s), tr)
+		exp, err := memscan.Expected(s, input[32:64], ap, streamSeed(input[64:96], s), streamSeed(input[96:128], s), tr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,9 +149,10 @@ func found(hits map[string]int) string {
 	return strings.Join(f, ", ")
 }
 
-// After a memory identity signed, took part in handshakes in both suites
-// and sent transport messages, and everything was closed, the process holds
-// no trace of the seeds, their SHA-512 halves or P-256 scalars, the four DH
+// After a keystore saved and loaded an identity under a passphrase, and a
+// memory identity signed, took part in handshakes in both suites and sent
+// transport messages, and everything was closed, the process holds no trace
+// of the passphrase, the seeds, their SHA-512 halves or P-256 scalars, the four DH
 // outputs of each handshake or the session keys: the parent scans all of
 // the child's memory, without the child running a GC. The control child
 // keeps a copy of the seed, which the same scan finds.
