@@ -11,12 +11,21 @@
 // Public key objects are CKA_PRIVATE (invisible without the PIN, so nobody
 // without it can destroy or replace them) and not CKA_MODIFIABLE. They stay
 // CKA_DESTROYABLE, so that Delete can remove them: whoever has the PIN can
-// destroy the private keys anyway. A token that ignores CKA_PRIVATE on public
+// destroy the private keys anyway. A token that ignores or refuses (then the
+// key pair is made without them) CKA_PRIVATE or CKA_MODIFIABLE on public
 // keys, and identities made before this layout, leave the public objects to
 // anyone who can open a session; so Open proves every public key against its
 // private key (the token signs a fresh challenge for P-256 and derives with a
 // fresh software ephemeral for X25519) and refuses a mismatch with
 // ErrKeyMismatch.
+//
+// A token whose storage becomes unreadable or goes away under an open
+// keystore is reported with ErrTokenUnavailable (not as a missing identity,
+// and List fails rather than come back empty); the next call after it is
+// back re-initialises the module (C_Finalize, C_Initialize: SoftHSM reads
+// its token directories only then), logs in again with the kept PIN and
+// finds the identities' handles again. This needs the module to be ours (we
+// ran C_Initialize); one initialised by other code is not restarted.
 //
 // Each module is loaded and initialised once per process (reference counted
 // by path) and each token logged into once; C_Finalize runs when the last

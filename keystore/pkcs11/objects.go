@@ -2,7 +2,9 @@ package pkcs11
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/loramesh/loramesh-core/internal/prim"
 	"github.com/loramesh/loramesh-core/internal/secret"
@@ -116,11 +118,35 @@ func generate(ctx *p11.Ctx, sh p11.SessionHandle, m suiteMech, label string, id 
 		p11.NewAttribute(p11.CKA_LABEL, label),
 		p11.NewAttribute(p11.CKA_ID, id),
 	}
-	pub, priv, err = ctx.GenerateKeyPair(sh, []*p11.Mechanism{p11.NewMechanism(m.gen, nil)}, pubT, privT)
+	mech := []*p11.Mechanism{p11.NewMechanism(m.gen, nil)}
+	pub, priv, err = ctx.GenerateKeyPair(sh, mech, pubT, privT)
+	// A token that refuses the protective attributes of the public key
+	// (CKA_MODIFIABLE false, then CKA_PRIVATE true) gets a key pair without
+	// them: its public objects stay replaceable by whoever can open a
+	// session, and the proof at every open is what catches a replacement.
+	for _, drop := range []uint{p11.CKA_MODIFIABLE, p11.CKA_PRIVATE} {
+		if !refusedTemplate(err) {
+			break
+		}
+		pubT = slices.DeleteFunc(pubT, func(a *p11.Attribute) bool { return a.Type == drop })
+		pub, priv, err = ctx.GenerateKeyPair(sh, mech, pubT, privT)
+	}
 	if err != nil {
 		return 0, 0, wrap("generating "+mechNames[m.gen]+" key pair", err)
 	}
 	return pub, priv, nil
+}
+
+// refusedTemplate reports the return codes of a token that does not take an
+// attribute in a template.
+func refusedTemplate(err error) bool {
+	for _, rv := range []uint{p11.CKR_ATTRIBUTE_TYPE_INVALID, p11.CKR_ATTRIBUTE_VALUE_INVALID,
+		p11.CKR_TEMPLATE_INCONSISTENT, p11.CKR_ATTRIBUTE_READ_ONLY} {
+		if errors.Is(err, p11.Error(rv)) {
+			return true
+		}
+	}
+	return false
 }
 
 // derive runs CKM_ECDH1_DERIVE (CKD_NULL) of key with point into a session
