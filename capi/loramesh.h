@@ -59,12 +59,11 @@
  *   - Loading runs the Go runtime, which installs its own signal handlers
  *     (see the Go "os/signal" documentation on c-shared libraries). The
  *     library never installs interrupt handlers of its own.
- *   - The memguard package (used for identity seeds and PINs) sets
- *     RLIMIT_CORE to 0 when the library is loaded: the host process no longer
- *     writes core dumps.
+ *   - No resource limit is changed: core dumps stay as the host set them
+ *     (the locked pages holding secrets are MADV_DONTDUMP).
  *   - Secrets live in mlocked pages: the process needs RLIMIT_MEMLOCK
- *     headroom (64 KiB chunks for session and handshake keys, a few pages
- *     for memguard's seeds and PINs, one page per secret passed in while a
+ *     headroom (64 KiB chunks for session and handshake keys, identity
+ *     seeds, PINs and auth values, one page per secret passed in while a
  *     call runs). When locking fails the call returns LM_ERR_LOCKED_MEMORY;
  *     nothing aborts.
  *   - A Go c-shared library cannot be unloaded (dlclose does nothing useful)
@@ -243,7 +242,13 @@ int lm_keystore_open_pkcs11(const char *uri, const uint8_t *pin, size_t pin_len,
  * (control port PORT+1). auth (at most 32 bytes; may be NULL/0 for none) is
  * the auth value of every key generated or loaded through this keystore
  * (keys with one are dictionary-attack protected: a few wrong values lock
- * them out, LM_ERR_LOCKED). No device or socket: LM_ERR_NOT_FOUND. swtpm
+ * them out, LM_ERR_LOCKED). lm_keystore_load checks the auth value with one
+ * signature: a wrong one is LM_ERR_PIN and lm_last_error says how many
+ * tries the TPM has left; a value the TPM rejected is never sent again
+ * (later calls through this keystore fail with LM_ERR_PIN without reaching
+ * the TPM), so a typo cannot use up the lockout counter. A storage key that
+ * differs from the one recorded at generation (NAME.srk) is
+ * LM_ERR_KEYSTORE. No device or socket: LM_ERR_NOT_FOUND. swtpm
  * serves one connection at a time: keep one keystore per swtpm open, with
  * its identities. */
 int lm_keystore_open_tpm(const char *device, const char *key_dir, const uint8_t *auth, size_t auth_len,

@@ -1,7 +1,7 @@
 // Package keystore is the seam between the loramesh core and whatever holds an
-// identity's long-term private keys: a memguard enclave, a PKCS#11 token or a
-// TPM. The core never sees a long-term private key; it asks an Identity to
-// sign or to do one Diffie-Hellman operation.
+// identity's long-term private keys: locked memory (keystore/memory), a
+// PKCS#11 token or a TPM. The core never sees a long-term private key; it
+// asks an Identity to sign or to do one Diffie-Hellman operation.
 package keystore
 
 import (

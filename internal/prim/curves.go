@@ -1,16 +1,15 @@
 // Package prim holds the primitives loramesh writes itself for secret
 // hygiene: the X25519 ladder and fixed-base multiplication, P-256 through
-// crypto/elliptic's nistec, and a stack-only HMAC-SHA256. Their callers run
+// filippo.io/nistec on the stack, and a stack-only HMAC-SHA256. Their callers run
 // them inside secret.Do; everything here keeps its temporaries on the stack.
 package prim
 
 import (
-	"crypto/elliptic"
 	"crypto/subtle"
-	"math/big"
 
 	"filippo.io/edwards25519"
 	"filippo.io/edwards25519/field"
+	"filippo.io/nistec"
 	"github.com/loramesh/loramesh-core/internal/errs"
 	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
@@ -94,10 +93,10 @@ func X25519(dst, scalar, point *[32]byte) error {
 	return nil
 }
 
-// P-256 through crypto/elliptic's constant-time nistec backend: crypto/ecdh
-// would copy the scalar to the heap and compute the public key on every
-// NewPrivateKey, a base-point multiplication per DH that the handshake does
-// not need.
+// P-256 through filippo.io/nistec (the code of the standard library's
+// constant-time backend, exported): crypto/ecdh would copy the scalar to the
+// heap and compute the public key on every NewPrivateKey, a base-point
+// multiplication per DH that the handshake does not need.
 
 // p256N is the order of the P-256 group, big endian.
 var p256N = [32]byte{
@@ -119,8 +118,13 @@ func P256ScalarValid(k *[32]byte) bool {
 // P256Base returns the public key of the valid scalar k.
 func P256Base(k *[32]byte) (pub keystore.PublicKey, err error) {
 	secret.Do(func() {
-		x, y := elliptic.P256().ScalarBaseMult(k[:])
-		pub, err = keystore.ParsePublicKey(keystore.P256, elliptic.MarshalCompressed(elliptic.P256(), x, y))
+		var p nistec.P256Point
+		if _, err = p.ScalarBaseMult(k[:]); err != nil {
+			return
+		}
+		var c [33]byte
+		copy(c[:], p.BytesCompressed())
+		pub, err = keystore.ParsePublicKey(keystore.P256, c[:])
 	})
 	return pub, err
 }
@@ -130,15 +134,32 @@ func P256Base(k *[32]byte) (pub keystore.PublicKey, err error) {
 // is never the point at infinity. A product whose x-coordinate is 0 (a valid
 // point, reached with probability 2^-256) is refused with ErrZero like an
 // all-zero X25519 output: every backend and the core refuse zero DH outputs.
+//
+// It runs on filippo.io/nistec points held on the stack: crypto/elliptic
+// and crypto/ecdh put the product (the shared secret) in heap slices and
+// big.Ints of their own, which stayed in memory after the caller wiped its
+// copy (the custody tests found them).
 func P256(out, k *[32]byte, peer keystore.PublicKey) (err error) {
 	if peer.Suite() != keystore.P256 {
 		return keystore.ErrUnsupportedSuite
 	}
 	secret.Do(func() {
-		u := peer.Uncompressed()
-		px, py := new(big.Int).SetBytes(u[1:33]), new(big.Int).SetBytes(u[33:])
-		x, _ := elliptic.P256().ScalarMult(px, py, k[:])
-		x.FillBytes(out[:])
+		var u [65]byte
+		copy(u[:], peer.Uncompressed())
+		var p nistec.P256Point
+		if _, err = p.SetBytes(u[:]); err != nil {
+			return
+		}
+		if _, err = p.ScalarMult(&p, k[:]); err != nil {
+			return
+		}
+		var x []byte
+		if x, err = p.BytesX(); err != nil {
+			return
+		}
+		copy(out[:], x)
+		secret.Wipe(x)
+		p = nistec.P256Point{}
 		if secret.IsZero(out[:]) {
 			err = ErrZero
 		}

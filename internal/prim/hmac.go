@@ -53,7 +53,9 @@ func long(out *[32]byte, key []byte, data [][]byte) {
 	}
 	m := hmac.New(sha256.New, k)
 	m.Write(msg)
-	copy(out[:], m.Sum(nil))
+	s := m.Sum(nil)
+	copy(out[:], s)
+	secret.Wipe(s)
 	secret.Wipe(k)
 	secret.Wipe(msg)
 }

@@ -18,6 +18,14 @@ var (
 	ErrTokenNotPresent = errs.Sub(keystore.ErrNotFound, "token not present")
 	ErrUnsupportedHash = errs.Sub(keystore.ErrUnsupportedSuite, "only SHA-256 digests are signed")
 	ErrURI             = errs.New("bad PKCS#11 URI")
+	// ErrTokenUnavailable: the token is there but the module cannot read it
+	// (its storage is unreadable or went away). Not a missing identity.
+	ErrTokenUnavailable = errs.Sub(keystore.ErrKeystore, "token unavailable")
+	// ErrKeyMismatch: a public key object of the identity does not belong
+	// to its private key: the object was replaced on the token (possible
+	// without the PIN for identities made before public objects were made
+	// private), or the token is faulty.
+	ErrKeyMismatch = errs.Sub(keystore.ErrKeystore, "public key object does not match the private key")
 )
 
 // wrap labels a module error with its step and the matching sentinel.

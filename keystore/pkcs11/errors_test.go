@@ -65,9 +65,16 @@ func TestErrors(t *testing.T) {
 		})
 	}
 
-	if _, err := ks.Open("nobody"); !errors.Is(err, keystore.ErrNotFound) {
-		t.Fatalf("unknown key: %v", err)
+	// A failed Open or Generate returns a nil interface: Close on whatever
+	// came back is safe (it was an interface holding a nil *Identity).
+	if o, err := ks.Open("nobody"); !errors.Is(err, keystore.ErrNotFound) || o != nil {
+		t.Fatalf("unknown key: %v, %#v", err, o)
 	}
+	if o, err := ks.Generate("victim"); !errors.Is(err, keystore.ErrExists) || o != nil {
+		t.Fatalf("existing name: %v, %#v", err, o)
+	}
+	var nilID *Identity
+	nilID.Close()
 	if err := ks.Delete("nobody"); !errors.Is(err, keystore.ErrNotFound) {
 		t.Fatalf("delete unknown key: %v", err)
 	}

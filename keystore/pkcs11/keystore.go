@@ -8,19 +8,38 @@
 // 16-byte CKA_ID; keys are told apart by CKA_CLASS and CKA_EC_PARAMS. Private
 // keys are CKA_SENSITIVE and not CKA_EXTRACTABLE.
 //
+// Public key objects are CKA_PRIVATE (invisible without the PIN, so nobody
+// without it can destroy or replace them) and not CKA_MODIFIABLE. They stay
+// CKA_DESTROYABLE, so that Delete can remove them: whoever has the PIN can
+// destroy the private keys anyway. A token that ignores or refuses (then the
+// key pair is made without them) CKA_PRIVATE or CKA_MODIFIABLE on public
+// keys, and identities made before this layout, leave the public objects to
+// anyone who can open a session; so Open proves every public key against its
+// private key (the token signs a fresh challenge for P-256 and derives with a
+// fresh software ephemeral for X25519) and refuses a mismatch with
+// ErrKeyMismatch.
+//
+// A token whose storage becomes unreadable or goes away under an open
+// keystore is reported with ErrTokenUnavailable (not as a missing identity,
+// and List fails rather than come back empty); the next call after it is
+// back re-initialises the module (C_Finalize, C_Initialize: SoftHSM reads
+// its token directories only then), logs in again with the kept PIN and
+// finds the identities' handles again. This needs the module to be ours (we
+// ran C_Initialize); one initialised by other code is not restarted.
+//
 // Each module is loaded and initialised once per process (reference counted
 // by path) and each token logged into once; C_Finalize runs when the last
 // Keystore or Identity using the module is closed. Operations borrow a
 // session from a per-token pool of at most 8 sessions, so many goroutines may
 // use one Identity at once.
 //
-// Process-wide effects: memguard (which holds the PIN) disables core dumps
-// at init; SoftHSM2 reads SOFTHSM2_CONF once, at C_Initialize.
+// Secrets: the PIN is kept in locked memory (secret.Buffer) while the token
+// is open, to check later opens. C_Login and the read of each derived DH
+// secret are our own cgo calls (secretcalls.go) that point the module at
+// locked memory directly, so no C heap copy of either is made on our side
+// (miekg/pkcs11 would copy both through malloc'ed buffers it frees unwiped).
 //
-// Known leak: miekg/pkcs11 copies the PIN (C_Login) and each derived DH
-// secret (C_GetAttributeValue) through C heap buffers that it frees without
-// wiping; our Go copies are wiped, those are not. Closing it needs a cgo shim
-// of our own around the two calls.
+// Process-wide effects: SoftHSM2 reads SOFTHSM2_CONF once, at C_Initialize.
 package pkcs11
 
 import (
@@ -90,7 +109,7 @@ func (k *Keystore) Suites() []keystore.Suite {
 // Close releases the keystore; identities opened from it stay usable until
 // they are closed.
 func (k *Keystore) Close() error {
-	if k.closed.Swap(true) {
+	if k == nil || k.closed.Swap(true) {
 		return nil
 	}
 	k.t.release()
@@ -151,7 +170,7 @@ func (k *Keystore) Generate(name string, suites ...keystore.Suite) (keystore.Ide
 	if err != nil {
 		return nil, err
 	}
-	return k.openBy(name, nil)
+	return k.open(name, nil)
 }
 
 // Open opens identity name; "" means the URI's object (or id).
@@ -163,13 +182,23 @@ func (k *Keystore) Open(name string) (keystore.Identity, error) {
 		if k.cfg.Object == "" && k.cfg.ID == nil {
 			return nil, fmt.Errorf("pkcs11: no identity named: %w", keystore.ErrNotFound)
 		}
-		return k.openBy(k.cfg.Object, k.cfg.ID)
+		return k.open(k.cfg.Object, k.cfg.ID)
 	}
-	return k.openBy(name, nil)
+	return k.open(name, nil)
+}
+
+// open is openBy returning an interface that is nil on every error (never
+// an interface holding a nil *Identity, whose Close would panic).
+func (k *Keystore) open(label string, id []byte) (keystore.Identity, error) {
+	ident, err := k.openBy(label, id)
+	if err != nil {
+		return nil, err
+	}
+	return ident, nil
 }
 
 func (k *Keystore) openBy(label string, id []byte) (*Identity, error) {
-	ident := &Identity{t: k.t, name: label}
+	ident := &Identity{t: k.t, name: label, gen: k.t.gen.Load()}
 	err := k.t.do(func(sh p11.SessionHandle) error {
 		ctx := k.t.mod.ctx
 		var err error
@@ -209,6 +238,9 @@ func (k *Keystore) openBy(label string, id []byte) (*Identity, error) {
 		ident.hasX = err == nil
 		return err
 	})
+	if err == nil {
+		err = ident.prove()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -242,8 +274,16 @@ func (k *Keystore) List() ([]string, error) {
 		}
 		return nil
 	})
+	if err == nil {
+		// SoftHSM answers an unreadable token's searches with nothing:
+		// an empty list must not hide that.
+		err = k.t.healthy()
+	}
+	if err != nil {
+		return nil, err
+	}
 	slices.Sort(names)
-	return names, err
+	return names, nil
 }
 
 // Delete destroys every object of identity name. Identities already open

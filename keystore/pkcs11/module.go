@@ -20,7 +20,8 @@ var registry = struct {
 type module struct {
 	path   string
 	ctx    *p11.Ctx
-	owner  bool // our C_Initialize succeeded, so C_Finalize is ours too
+	fl     *funcList // the same module's function list, for secretcalls.go
+	owner  bool      // our C_Initialize succeeded, so C_Finalize is ours too
 	tokens map[uint]*token
 }
 
@@ -51,6 +52,13 @@ func loadModule(path string) (*module, error) {
 			return nil, fmt.Errorf("%w: C_Initialize %s: %w", ErrModuleLoad, abs, err)
 		}
 		m.owner = false
+	}
+	if m.fl, err = functionList(abs); err != nil {
+		if m.owner {
+			ctx.Finalize()
+		}
+		ctx.Destroy()
+		return nil, err
 	}
 	registry.modules[abs] = m
 	return m, nil

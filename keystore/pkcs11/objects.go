@@ -2,7 +2,9 @@ package pkcs11
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/loramesh/loramesh-core/internal/prim"
 	"github.com/loramesh/loramesh-core/internal/secret"
@@ -83,6 +85,11 @@ func pointOf(ctx *p11.Ctx, sh p11.SessionHandle, h p11.ObjectHandle) ([]byte, er
 	return p, nil
 }
 
+// publicObjectsPrivate is false only in tests that make identities the way
+// earlier versions did (public objects readable and destroyable without the
+// PIN), to check that a substitution is caught at open.
+var publicObjectsPrivate = true
+
 // generate makes a key pair of mechanism m, on the token or in the session.
 func generate(ctx *p11.Ctx, sh p11.SessionHandle, m suiteMech, label string, id []byte, onToken bool) (pub, priv p11.ObjectHandle, err error) {
 	isP256 := bytes.Equal(m.params, oidP256)
@@ -90,7 +97,10 @@ func generate(ctx *p11.Ctx, sh p11.SessionHandle, m suiteMech, label string, id 
 		p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PUBLIC_KEY),
 		p11.NewAttribute(p11.CKA_KEY_TYPE, m.keyType),
 		p11.NewAttribute(p11.CKA_TOKEN, onToken),
-		p11.NewAttribute(p11.CKA_PRIVATE, false),
+		// Private: invisible to, so not destroyable or replaceable by,
+		// anyone without the PIN. Not modifiable: not even with it.
+		p11.NewAttribute(p11.CKA_PRIVATE, publicObjectsPrivate),
+		p11.NewAttribute(p11.CKA_MODIFIABLE, false),
 		p11.NewAttribute(p11.CKA_VERIFY, isP256),
 		p11.NewAttribute(p11.CKA_EC_PARAMS, m.params),
 		p11.NewAttribute(p11.CKA_LABEL, label),
@@ -108,17 +118,43 @@ func generate(ctx *p11.Ctx, sh p11.SessionHandle, m suiteMech, label string, id 
 		p11.NewAttribute(p11.CKA_LABEL, label),
 		p11.NewAttribute(p11.CKA_ID, id),
 	}
-	pub, priv, err = ctx.GenerateKeyPair(sh, []*p11.Mechanism{p11.NewMechanism(m.gen, nil)}, pubT, privT)
+	mech := []*p11.Mechanism{p11.NewMechanism(m.gen, nil)}
+	pub, priv, err = ctx.GenerateKeyPair(sh, mech, pubT, privT)
+	// A token that refuses the protective attributes of the public key
+	// (CKA_MODIFIABLE false, then CKA_PRIVATE true) gets a key pair without
+	// them: its public objects stay replaceable by whoever can open a
+	// session, and the proof at every open is what catches a replacement.
+	for _, drop := range []uint{p11.CKA_MODIFIABLE, p11.CKA_PRIVATE} {
+		if !refusedTemplate(err) {
+			break
+		}
+		pubT = slices.DeleteFunc(pubT, func(a *p11.Attribute) bool { return a.Type == drop })
+		pub, priv, err = ctx.GenerateKeyPair(sh, mech, pubT, privT)
+	}
 	if err != nil {
 		return 0, 0, wrap("generating "+mechNames[m.gen]+" key pair", err)
 	}
 	return pub, priv, nil
 }
 
+// refusedTemplate reports the return codes of a token that does not take an
+// attribute in a template.
+func refusedTemplate(err error) bool {
+	for _, rv := range []uint{p11.CKR_ATTRIBUTE_TYPE_INVALID, p11.CKR_ATTRIBUTE_VALUE_INVALID,
+		p11.CKR_TEMPLATE_INCONSISTENT, p11.CKR_ATTRIBUTE_READ_ONLY} {
+		if errors.Is(err, p11.Error(rv)) {
+			return true
+		}
+	}
+	return false
+}
+
 // derive runs CKM_ECDH1_DERIVE (CKD_NULL) of key with point into a session
 // secret that must be extractable to be read, reads its 32 bytes into out
-// and destroys it. All-zero results are refused.
-func derive(ctx *p11.Ctx, sh p11.SessionHandle, key p11.ObjectHandle, point []byte, out *[32]byte) error {
+// and destroys it. All-zero results are refused. The value goes from the
+// module straight into out (readValue), never through a C heap buffer.
+func derive(m *module, sh p11.SessionHandle, key p11.ObjectHandle, point []byte, out *[32]byte) error {
+	ctx := m.ctx
 	mech := []*p11.Mechanism{p11.NewMechanism(p11.CKM_ECDH1_DERIVE, p11.NewECDH1DeriveParams(p11.CKD_NULL, nil, point))}
 	h, err := ctx.DeriveKey(sh, mech, key, []*p11.Attribute{
 		p11.NewAttribute(p11.CKA_CLASS, p11.CKO_SECRET_KEY),
@@ -131,26 +167,17 @@ func derive(ctx *p11.Ctx, sh p11.SessionHandle, key p11.ObjectHandle, point []by
 	if err != nil {
 		return wrap("deriving", err)
 	}
-	a, err := ctx.GetAttributeValue(sh, h, []*p11.Attribute{p11.NewAttribute(p11.CKA_VALUE, nil)})
+	err = m.readValue(sh, h, out)
 	if derr := ctx.DestroyObject(sh, h); derr != nil {
 		// The secret would outlive us in a pooled session: drop the
 		// session, which destroys its objects.
-		if err == nil {
-			secret.Wipe(a[0].Value)
-		}
+		secret.Wipe(out[:])
 		return fmt.Errorf("%w: %w", errDropSession, wrap("destroying derived secret", derr))
 	}
 	if err != nil {
+		secret.Wipe(out[:])
 		return wrap("reading derived secret", err)
 	}
-	v := a[0].Value
-	// miekg's C-side copy is freed unwiped: a limit of the binding (see the
-	// package documentation).
-	defer secret.Wipe(v)
-	if len(v) != 32 {
-		return fmt.Errorf("pkcs11: derived %d bytes, want 32: %w", len(v), keystore.ErrKeystore)
-	}
-	copy(out[:], v)
 	if secret.IsZero(out[:]) {
 		return fmt.Errorf("pkcs11: deriving: %w", prim.ErrZero)
 	}

@@ -9,13 +9,11 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"unsafe"
+	"sync/atomic"
 
 	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 	p11 "github.com/miekg/pkcs11"
-
-	"github.com/awnumar/memguard"
 )
 
 // token is one logged-in token, shared by every Keystore and Identity of the
@@ -23,13 +21,17 @@ import (
 // operation borrows a session from a bounded pool through do; the login
 // belongs to the application and lasts while loginSession is open.
 type token struct {
-	mod  *module
-	slot uint
-	refs int // Keystores and Identities holding it; under registry's lock
+	mod    *module
+	slot   uint
+	label  string
+	serial string
+	broken atomic.Bool   // the token stopped answering: restart the module on the next call
+	gen    atomic.Uint64 // counts restarts: identities find their handles again
+	refs   int           // Keystores and Identities holding it; under registry's lock
 
 	loginSession p11.SessionHandle
-	loggedIn     bool              // we logged in (and log out at the end)
-	pin          *memguard.Enclave // sealed PIN, to check later opens; nil if we did not log in
+	loggedIn     bool           // we logged in (and log out at the end)
+	pin          *secret.Buffer // the PIN in locked memory, to check later opens and log in again; nil if we did not log in
 
 	suites map[keystore.Suite]suiteMech // probed once
 	probe  map[keystore.Suite]error     // why a suite is missing
@@ -70,7 +72,7 @@ func acquire(cfg Config, pin []byte) (t *token, pinLow bool, err error) {
 		t.refs++
 		return t, pinLow, nil
 	}
-	t = &token{mod: m, slot: slot, refs: 1}
+	t = &token{mod: m, slot: slot, label: info.Label, serial: info.SerialNumber, refs: 1}
 	// The login session is read-only (a user may log in from one), so every
 	// read-write session the token allows goes to the pool: a token with a
 	// single RW session still works.
@@ -98,7 +100,7 @@ func acquire(cfg Config, pin []byte) (t *token, pinLow bool, err error) {
 
 // pinBuffer copies the PIN into locked memory. The caller's pin stays the
 // caller's to wipe; a pin-source file's bytes are wiped here.
-func pinBuffer(cfg Config, pin []byte) (*memguard.LockedBuffer, error) {
+func pinBuffer(cfg Config, pin []byte) (*secret.Buffer, error) {
 	if pin == nil {
 		pin = cfg.PINValue
 	}
@@ -116,15 +118,7 @@ func pinBuffer(cfg Config, pin []byte) (*memguard.LockedBuffer, error) {
 	if len(pin) == 0 {
 		return nil, fmt.Errorf("pkcs11: no PIN given: %w", keystore.ErrWrongPIN)
 	}
-	// memguard panics, purging every buffer in the process, when mlock
-	// fails: core.WithLockedHeadroom checks the pages first (the buffer,
-	// memguard's three key buffers on first use, one to spare).
-	var buf *memguard.LockedBuffer
-	err := secret.WithHeadroom(5, func() error {
-		buf = memguard.NewBuffer(len(pin))
-		buf.Copy(pin)
-		return nil
-	})
+	buf, err := secret.NewBuffer(pin)
 	if err != nil {
 		return nil, fmt.Errorf("pkcs11: PIN: %w", err)
 	}
@@ -136,19 +130,17 @@ func (t *token) login(cfg Config, pin []byte, flags uint) error {
 	if err != nil {
 		return err
 	}
-	// The string aliases locked memory; miekg copies it into C memory for the
-	// call (and frees that unwiped: a limit of the binding).
-	b := buf.Bytes()
-	err = t.mod.ctx.Login(t.loginSession, p11.CKU_USER, unsafe.String(&b[0], len(b)))
+	// The module reads the PIN in place, from locked memory (secretcalls.go).
+	err = t.mod.login(t.loginSession, buf.Bytes())
 	switch {
 	case err == nil:
 		t.loggedIn = true
 	case errors.Is(err, p11.Error(p11.CKR_USER_ALREADY_LOGGED_IN)):
 		// Logged in by other code in this process: we cannot check the PIN.
-		buf.Destroy()
+		buf.Free()
 		return nil
 	default:
-		buf.Destroy() // a PIN that failed is dropped at once
+		buf.Free() // a PIN that failed is dropped at once
 		err = wrap("login", err)
 		if flags&p11.CKF_USER_PIN_FINAL_TRY != 0 {
 			err = fmt.Errorf("%w (the next wrong PIN locks the token)", err)
@@ -157,7 +149,7 @@ func (t *token) login(cfg Config, pin []byte, flags uint) error {
 		}
 		return err
 	}
-	t.pin = buf.Seal() // Seal destroys buf
+	t.pin = buf
 	return nil
 }
 
@@ -171,16 +163,8 @@ func (t *token) checkPIN(cfg Config, pin []byte) error {
 	if err != nil {
 		return err
 	}
-	defer buf.Destroy()
-	var want *memguard.LockedBuffer
-	if herr := secret.WithHeadroom(5, func() error { want, err = t.pin.Open(); return nil }); herr != nil {
-		return fmt.Errorf("pkcs11: PIN: %w", herr)
-	}
-	if err != nil {
-		return fmt.Errorf("pkcs11: opening PIN enclave: %w", keystore.ErrKeystore)
-	}
-	defer want.Destroy()
-	if !want.EqualTo(buf.Bytes()) {
+	defer buf.Free()
+	if subtle.ConstantTimeCompare(t.pin.Bytes(), buf.Bytes()) != 1 {
 		return fmt.Errorf("pkcs11: login: %w", keystore.ErrWrongPIN)
 	}
 	return nil
@@ -226,6 +210,7 @@ func (t *token) shutdown() {
 		t.mod.ctx.Logout(t.loginSession)
 	}
 	t.mod.ctx.CloseSession(t.loginSession)
+	t.pin.Free()
 	t.pin = nil
 }
 
@@ -316,7 +301,7 @@ func (t *token) probeX25519(m suiteMech) error {
 			return err
 		}
 		var got [32]byte
-		if err := derive(ctx, sh, priv, peer.PublicKey().Bytes(), &got); err != nil {
+		if err := derive(t.mod, sh, priv, peer.PublicKey().Bytes(), &got); err != nil {
 			return err
 		}
 		want, err := peer.ECDH(tokenPub)

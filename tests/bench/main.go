@@ -413,8 +413,8 @@ Notes:
 - Handshake: both sides of a full Noise_IK handshake with keys in
   keystore/memory; the bare reference is ten crypto/ecdh ECDH operations with
   keys made beforehand (an IK handshake needs two key generations and eight
-  DHs). The core uses fixed-base tables for ephemeral keys and keeps a memory
-  identity's seed open for a burst of operations (keystore/memory.HoldOpen).
+  DHs). The core uses fixed-base tables for ephemeral keys; a memory
+  identity unseals its seed (one HMAC) for each operation.
 - Transport: a ratcheted Session (a KDF step per message, a fresh message
   key, CBOR framing, one runtime/secret.Do per call) against flynn/noise's
   unratcheted CipherState and the bare AEAD. The ratchet's KDF is two
