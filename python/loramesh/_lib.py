@@ -40,6 +40,7 @@ EVENT_MESSAGE, EVENT_DELIVERY, EVENT_SESSION, EVENT_STRANGER, EVENT_ADDRESS, EVE
 DELIVERY_QUEUED, DELIVERY_SENT, DELIVERY_DELIVERED, DELIVERY_FAILED = range(1, 5)
 CONTACT_REPLACE = 1
 IMPORT_NEW, IMPORT_UNCHANGED, IMPORT_REPLACED = 1, 2, 3
+HISTORY_MAX = 10000
 
 
 class Event(Structure):
@@ -126,6 +127,8 @@ SIGNATURES = {
     "lm_engine_deadline": (c_int, [c_uint64, POINTER(c_int64)]),
     "lm_engine_next_packet": (c_int, [c_uint64, c_char_p, sizep, c_char_p, sizep, u8p, sizep, intp]),
     "lm_engine_next_event": (c_int, [c_uint64, POINTER(Event), u8p, sizep, intp]),
+    "lm_engine_set_history": (c_int, [c_uint64, c_uint32, c_int64]),
+    "lm_engine_history": (c_int, [c_uint64, c_uint64, POINTER(Event), u8p, sizep, intp]),
 }
 
 LIB_NAME = "libloramesh.so"
