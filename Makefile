@@ -17,7 +17,8 @@ LIBSRC := $(shell find capi core keystore messenger internal \( -name '*.go' ! -
 # Field devices: `make cross` builds the library for these GOARCHes into
 # build/linux-GOARCH/ (libloramesh.so, libloramesh.a, loramesh.h and the
 # pkg-config files loramesh.pc and loramesh-static.pc) with Debian's cross
-# compilers. 32-bit ARM is built for ARMv7 (Debian armhf).
+# compilers; `make crosstest` runs the tests that matter on the boards under
+# qemu-user (tests/cross). 32-bit ARM is built for ARMv7 (Debian armhf).
 CROSS_ARCHES := amd64 arm64 arm
 CROSS_GOARM := 7
 CROSS_CC_amd64 := gcc
@@ -27,7 +28,7 @@ CROSS_DEBS := gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cros
 	qemu-user-static pkgconf
 CROSS_OUT := $(foreach a,$(CROSS_ARCHES),$(addprefix build/linux-$(a)/,libloramesh.so libloramesh.a loramesh.h loramesh.pc loramesh-static.pc))
 
-.PHONY: all build lib deps test gotest pytest fuzz run bench vet clean cross cross-deps
+.PHONY: all build lib deps test gotest pytest fuzz run bench vet clean cross cross-deps crosstest sysroots
 
 all: build lib
 
@@ -54,7 +55,7 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt: $$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
 
-test: deps vet lib gotest fuzz pytest
+test: deps vet lib gotest fuzz pytest crosstest
 
 gotest:
 	$(GO) test -race -count=1 ./...
@@ -122,6 +123,17 @@ build/linux-%/loramesh-static.pc: Makefile
 	printf '%s\n' 'prefix=$${pcfiledir}' 'libdir=$${prefix}' 'includedir=$${prefix}' '' \
 		'Name: loramesh-static' 'Description: loramesh-core C ABI (linux/$*), static archive' 'Version: $(VERSION)' \
 		'Cflags: -I$${includedir}' 'Libs: $${libdir}/libloramesh.a -pthread -ldl' > $@
+
+# Minimal Debian roots of the emulated architectures (tests/cross/sysroot.sh):
+# python3 for the binding's tests, libcrypto for keystore/tpm's simulator,
+# SoftHSM's module. Reused while its package list is unchanged.
+sysroots:
+	tests/cross/sysroot.sh arm64 build/cross/root-arm64
+	tests/cross/sysroot.sh armhf build/cross/root-armhf
+
+crosstest: cross sysroots
+	$(GO) vet -tags cross ./tests/cross
+	$(GO) test -tags cross -count=1 -timeout 25m -v ./tests/cross
 
 clean:
 	rm -rf build
