@@ -80,7 +80,7 @@ run: deps lib
 
 # The Python row compares against the cryptography package when present.
 bench: DEBS += python3-cryptography
-bench: deps lib
+bench: deps lib cross
 	$(GO) run ./tests/bench
 
 # ---- cross builds -----------------------------------------------------------
