@@ -153,6 +153,13 @@ def abi_version() -> int:
     return lib().lm_abi_version()
 
 
+def features():
+    """(LM_FEATURE_* bits, the library's description of them)."""
+    f = c_uint32()
+    check(lib().lm_features(byref(f)), "lm_features")
+    return f.value, lib().lm_features_string().decode("utf-8", "replace")
+
+
 def locked_memory():
     a, b = c_size_t(), c_size_t()
     check(lib().lm_locked_memory(byref(a), byref(b)), "lm_locked_memory")
