@@ -227,3 +227,84 @@ func TestFragmentsAfterReceiverCrash(t *testing.T) {
 		t.Fatalf("after the receiver's crash: %v", a.states(id))
 	}
 }
+
+// Reassembly is bounded per contact and expires: a sender whose last
+// fragments never arrive holds at most maxPartial messages in the
+// receiver's buffers, which are empty again after Reassembly; every message
+// ends delivered or failed, never shown in part.
+func TestReassemblyBounds(t *testing.T) {
+	n := newSim(t, 9)
+	a := n.add("alice", fixedIdentity(t, 1), UDP)
+	b := n.add("bob", fixedIdentity(t, 2), UDP)
+	n.befriend(a, b)
+	talk(t, n, a, b, "hello")
+	b.take(EventMessage)
+	n.lose = func(from *simNode, p Packet) bool {
+		return from == a && len(p.Data) > 500 && len(p.Data) < 1000 // every last fragment
+	}
+	var ids []MsgID
+	for i := range 6 {
+		ids = append(ids, a.send(t, n.now, "bob", strings.Repeat(string(rune('a'+i)), 3000)))
+	}
+	most := 0
+	n.until(time.Minute, func() bool {
+		most = max(most, len(b.e.contacts["alice"].partial))
+		return false
+	})
+	if most != maxPartial || b.e.partialBytes > maxPartialAll {
+		t.Fatalf("bob held %d messages in reassembly (%d bytes), want %d", most, b.e.partialBytes, maxPartial)
+	}
+	n.run(UDP.Reassembly)
+	if p := len(b.e.contacts["alice"].partial); p != 0 || b.e.partialBytes != 0 {
+		t.Fatalf("reassembly not expired after %v: %d messages, %d bytes", UDP.Reassembly, p, b.e.partialBytes)
+	}
+	n.lose = nil
+	n.run(UDP.Deadline + time.Minute)
+	shown := b.take(EventMessage)
+	for _, m := range shown {
+		if len(m.Text) != 3000 {
+			t.Fatalf("a message shown in part: %d bytes", len(m.Text))
+		}
+	}
+	delivered := 0
+	for _, id := range ids {
+		st := a.states(id)
+		switch {
+		case slices.Contains(st, Delivered):
+			delivered++
+		case !slices.Contains(st, Failed):
+			t.Fatalf("message %d neither delivered nor failed: %v", id, st)
+		}
+	}
+	if delivered != len(shown) {
+		t.Fatalf("%d reported delivered, %d shown", delivered, len(shown))
+	}
+}
+
+// A session is renewed by age (RenewAfter) as well as by count, with nothing
+// lost across the switch.
+func TestRenewalByAge(t *testing.T) {
+	n := newSim(t, 21)
+	p := UDP
+	p.RenewAfter = 10 * time.Minute
+	a := n.add("alice", fixedIdentity(t, 1), p)
+	b := n.add("bob", fixedIdentity(t, 2), p)
+	n.befriend(a, b)
+	talk(t, n, a, b, "first")
+	first := a.e.contacts["bob"].current
+	a.take(EventSession)
+	for i := range 30 {
+		a.send(t, n.now, "bob", fmt.Sprintf("m%d", i))
+		n.run(time.Minute)
+	}
+	n.run(5 * time.Minute)
+	if s := len(a.take(EventSession)); s < 2 {
+		t.Fatalf("%d renewals in 35 minutes at RenewAfter 10 minutes", s)
+	}
+	if a.e.contacts["bob"].current == first {
+		t.Fatal("the first session still in use")
+	}
+	if got := len(b.take(EventMessage)); got != 31 {
+		t.Fatalf("%d of 31 messages shown across renewals", got)
+	}
+}

@@ -1,6 +1,7 @@
 package messenger
 
 import (
+	"bytes"
 	"reflect"
 	"testing"
 	"time"
@@ -52,5 +53,35 @@ func FuzzReceive(f *testing.F) {
 		n.run(time.Second)
 		talk(t, n, a, b, "after")
 		talk(t, n, b, a, "and back")
+	})
+}
+
+// FuzzState: a state file's plaintext (once opened, it is still only as
+// trustworthy as the disk it came from) never panics the engine; what New
+// accepts saves and loads back to the same state.
+func FuzzState(f *testing.F) {
+	n, a, b, _ := setup(f)
+	talk(f, n, a, b, "seed")
+	b.down = true
+	a.send(f, n.now, "bob", "queued while bob is away")
+	n.run(time.Minute)
+	f.Add(a.e.State())
+	f.Add(b.e.State())
+	f.Fuzz(func(t *testing.T, st []byte) {
+		cfg := Config{Durable: true, History: 100}
+		e, err := New(a.id, cfg, st, n.now)
+		if err != nil {
+			return
+		}
+		saved := e.State()
+		e.Close()
+		again, err := New(a.id, cfg, saved, n.now)
+		if err != nil {
+			t.Fatalf("a state New accepted does not load once saved: %v", err)
+		}
+		defer again.Close()
+		if !bytes.Equal(again.State(), saved) {
+			t.Fatal("a saved state changes when loaded and saved again")
+		}
 	})
 }
