@@ -23,7 +23,7 @@ def best_of(fn, rounds=5, n=20000):
 
 def main():
     a, b = loramesh.IdentityKey.generate(), loramesh.IdentityKey.generate()
-    sa, msg1 = loramesh.Session.initiate(a, b.derive_x25519().public_bytes())
+    sa, msg1 = loramesh.Session.initiate(a, loramesh.ContactCard(b.card("b")))
     sb, msg2 = loramesh.Session.respond(b, msg1)
     sa.finish(msg2)
     msg = bytes(100)

@@ -20,7 +20,7 @@ import (
 const TagSize = 16
 
 // ErrOpen: the ciphertext does not authenticate under the key and nonce.
-var ErrOpen = errors.New("prim: message authentication failed")
+var ErrOpen = errors.New("message authentication failed")
 
 // NoiseNonce is the ChaCha20-Poly1305 nonce Noise uses for counter n:
 // four zero bytes, then n little endian.

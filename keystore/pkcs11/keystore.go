@@ -49,6 +49,7 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"github.com/loramesh/loramesh-core/internal/files"
 	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 	p11 "github.com/miekg/pkcs11"
@@ -123,8 +124,10 @@ func (k *Keystore) Generate(name string, suites ...keystore.Suite) (keystore.Ide
 	if k.closed.Load() {
 		return nil, keystore.ErrClosed
 	}
-	if name == "" {
-		return nil, fmt.Errorf("pkcs11: empty identity name: %w", keystore.ErrNotFound)
+	// New identities follow the rule of every keystore; Open and Delete
+	// also take labels other tools gave existing objects.
+	if err := files.CheckName(name); err != nil {
+		return nil, fmt.Errorf("pkcs11: identity name %q: %w", name, err)
 	}
 	if len(suites) == 0 {
 		suites = k.Suites()

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -32,6 +33,11 @@ func TestGenerateOpenListDelete(t *testing.T) {
 	newIdentity(t, ks, "bob", keystore.P256)
 	if _, err := ks.Generate("alice"); !errors.Is(err, keystore.ErrExists) {
 		t.Fatalf("second alice: %v, want ErrExists", err)
+	}
+	for _, bad := range []string{"", "../x", "-x", "a b", strings.Repeat("a", 65)} {
+		if id, err := ks.Generate(bad); !errors.Is(err, keystore.ErrInvalidName) || id != nil {
+			t.Fatalf("Generate(%q): %v, want ErrInvalidName and no identity (every keystore's name rule)", bad, err)
+		}
 	}
 	names, err := ks.List()
 	if err != nil || !slices.Equal(names, []string{"alice", "bob"}) {

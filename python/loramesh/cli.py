@@ -36,6 +36,7 @@ from .identity import SECRET_NAMES, open_identity, open_keystore, secret_needed
 from .keys import ContactCard
 from .secret_input import SecretError, has_terminal, prompt
 from .text import escape
+from .transport import parse_addr
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_VERIFY, EXIT_PIN, EXIT_KEYSTORE, EXIT_NET, EXIT_LIB = range(8)
 
@@ -266,7 +267,6 @@ def cmd_link(args, home, out):
         cfg = home.load_config()
         links = cfg.setdefault("link", {})
         if args.kind == "udp":
-            from .transport import parse_addr
             parse_addr(args.where)
             links["udp"] = {"bind": args.where}
         elif args.kind == "kiss":
