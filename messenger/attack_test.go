@@ -163,6 +163,41 @@ func TestAddressPoisoningByRelayedTransport(t *testing.T) {
 	talk(t, n, b, a, "replies still go to alice")
 }
 
+// The other side of poisoning: a contact that really moves (a new port, a
+// new host) is followed once a packet from there authenticates, and the
+// replies go there; a message 1 from the new place is answered there.
+func TestAddressFollowsGenuinePackets(t *testing.T) {
+	n, a, b, _ := setup(t)
+	talk(t, n, a, b, "one")
+	b.take(EventAddress)
+	a.addr = Addr{"udp", "alice-moved"}
+	talk(t, n, a, b, "from the new place")
+	if got := b.e.contacts["alice"].last; got != a.addr {
+		t.Fatalf("bob still sends to %v", got)
+	}
+	if ev := b.take(EventAddress); len(ev) != 1 || ev[0].From != a.addr {
+		t.Fatalf("address events: %v", ev)
+	}
+	talk(t, n, b, a, "reply reaches the new place")
+
+	// After bob forgets his sessions, alice's message 1 from a third place
+	// is answered there.
+	st := b.e.State()
+	b.e.Close()
+	b.e, _ = New(b.id, Config{}, st, n.now)
+	b.e.AddLink("udp", UDP)
+	a.addr = Addr{"udp", "alice-third"}
+	id := a.send(t, n.now, "bob", "after bob's restart")
+	n.run(5 * time.Minute) // alice finds bob lost his session, and handshakes anew
+	if !slices.Contains(a.states(id), Delivered) {
+		t.Fatalf("after bob's restart: %v", a.states(id))
+	}
+	if got := b.e.contacts["alice"].last; got != a.addr {
+		t.Fatalf("after a new handshake bob sends to %v", got)
+	}
+	talk(t, n, b, a, "and back")
+}
+
 // misbound is Mallory's identity with Alice's DH keys: a card that verifies
 // (Mallory's own signature, Mallory's fingerprint) and lists keys Mallory
 // does not hold.
