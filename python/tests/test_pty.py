@@ -99,3 +99,34 @@ def test_chat_screen_escapes_what_a_contact_sends(make_node, tmp_path):
         t.type("\x04")
     finally:
         t.close()
+
+
+def test_chat_screen_shows_one_contact_with_times_history_and_an_intact_typed_line(make_node, tmp_path):
+    """chat bob: bob's earlier message from the sealed history, with its
+    time; nothing of carol's; a line half typed when bob's message arrives
+    is sent whole."""
+    from conftest import history_texts
+    a, b, c = make_node("alice"), make_node("bob"), make_node("carol")
+    befriend(a, b)
+    befriend(a, c)
+    b.run("send", "alice", "earlier from bob")
+    a.stop()  # the history must come from disk
+    t = Term(a.env, str(tmp_path))
+    try:
+        t.read(1)
+        t.type("python3 -m loramesh --home %s chat bob --passphrase-file %s\n" % (a.home, a.secret_file), 0)
+        assert t.wait_for(rb"chat with bob"), t.out[-500:]
+        assert t.wait_for(rb"\[\d\d:\d\d:\d\d\] bob: earlier from bob"), t.out[-800:]
+        t.type("half typed")
+        c.run("send", "alice", "carol's plan")
+        b.run("send", "alice", "incoming now")
+        assert t.wait_for(rb"\[\d\d:\d\d:\d\d\] bob: incoming now"), t.out[-800:]
+        t.type(" line\r")
+        assert t.wait_for(rb"me -> bob: half typed line"), t.out[-800:]
+        t.read(1)
+        assert b"carol" not in t.out  # another contact's message is not in bob's chat
+        t.type("\x04")
+    finally:
+        t.close()
+    assert ("in", "half typed line", None) in history_texts(b)
+    assert ("in", "carol's plan", None) in history_texts(a)
