@@ -326,3 +326,17 @@ def test_missing_library(tmp_path):
     r = subprocess.run([sys.executable, "-m", "loramesh", "--home", str(tmp_path / "home"), "init", "--name", "x",
                         "--passphrase-file", str(tmp_path / "pass")], env=env, capture_output=True)
     assert r.returncode == 7 and b"nope.so" in r.stderr and b"make lib" in r.stderr
+
+
+def test_public_commands_ask_for_no_secret(make_node, tmp_path):
+    """id, card and contact list read public files only: with the daemon
+    stopped and no terminal or passphrase file, they work and ask nothing."""
+    from conftest import run_cli
+    a = make_node("alice")
+    a.stop()
+    for args in (["id"], ["card", "export", "-o", str(tmp_path / "a.card")], ["card"]):
+        r = run_cli(a.home, *args, input=b"")
+        assert r.returncode == 0, (args, r.stderr)
+        assert b"passphrase" not in r.stderr.lower(), args
+    assert (tmp_path / "a.card").read_bytes()
+    assert not a.json("status")["running"]  # nothing started a daemon (which would need the secret)
