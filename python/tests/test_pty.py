@@ -130,3 +130,35 @@ def test_chat_screen_shows_one_contact_with_times_history_and_an_intact_typed_li
         t.close()
     assert ("in", "half typed line", None) in history_texts(b)
     assert ("in", "carol's plan", None) in history_texts(a)
+
+
+def test_init_asks_each_secret_twice(tmp_path, softhsm):
+    """On a terminal, init asks the passphrase (memory) or the PIN (token)
+    twice; two different entries create nothing."""
+    from conftest import PIN, cli_env
+    for kind, args, secret, again in (
+            ("passphrase", "--argon2 1,64,1", "correct horse", "repeat the passphrase"),
+            ("token PIN", "--pkcs11 '%s'" % softhsm, PIN, "repeat the token PIN")):
+        home = tmp_path / kind.replace(" ", "-")
+        t = Term(cli_env(), str(tmp_path))
+        try:
+            t.read(1)
+            cmd = "python3 -m loramesh --home %s init --name n --udp 127.0.0.1:0 %s" % (home, args)
+            t.type(cmd + "\n", 0)
+            assert t.wait_for((kind[0].upper() + kind[1:] + ": ").encode()), t.out[-500:]
+            t.type(secret + "\r")
+            assert t.wait_for((again[0].upper() + again[1:] + ": ").encode()), t.out[-500:]
+            t.type(secret + "x\r")
+            assert t.wait_for(rb"the two entries differ"), t.out[-500:]
+            assert not (home / "config.toml").exists()
+            assert secret.encode() not in t.out  # never echoed
+            before = len(t.out)
+            t.type(cmd + "\n", 0)
+            assert t.wait_for((kind[0].upper() + kind[1:] + ": ").encode() + rb"(?![\s\S]*\$ )")
+            t.type(secret + "\r")
+            assert t.wait_for((again[0].upper() + again[1:] + ": ").encode() + rb"(?![\s\S]*\$ )")
+            t.type(secret + "\r")
+            assert t.wait_for(rb"fingerprint|Fingerprint", 60), t.out[before:][-800:]
+            assert (home / "config.toml").exists()
+        finally:
+            t.close()
