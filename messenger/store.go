@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/loramesh/loramesh-core/internal/files"
 	"github.com/loramesh/loramesh-core/internal/seal"
 	"github.com/loramesh/loramesh-core/keystore"
 	"golang.org/x/sys/unix"
@@ -67,7 +68,7 @@ func OpenStore(dir string, id keystore.Identity) (*Store, error) {
 	f.Truncate(0)
 	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	s := &Store{dir: dir, lock: f, id: id, to: to}
-	s.cleanTemps()
+	files.Clean(s.dir)
 	return s, nil
 }
 
@@ -106,40 +107,10 @@ func (s *Store) Save(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("saving %s: %w", path, err)
 	}
-	f, err := os.CreateTemp(s.dir, ".state-*")
-	if err != nil {
+	if err := files.Replace(path, sealed); err != nil {
 		return fmt.Errorf("saving %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(sealed)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("saving %s: %w", path, err)
-	}
-	if d, err := os.Open(s.dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
-}
-
-// cleanTemps removes temporary files a crash left behind.
-func (s *Store) cleanTemps() {
-	ents, _ := os.ReadDir(s.dir)
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), ".state-") {
-			os.Remove(filepath.Join(s.dir, e.Name()))
-		}
-	}
 }
 
 // Dir is the store's directory.

@@ -25,7 +25,7 @@ func TestStoreLock(t *testing.T) {
 	if err := s.Save([]byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(dir+"/.state-123", []byte("torn"), 0o600)
+	os.WriteFile(dir+"/.tmp-123", []byte("torn"), 0o600)
 	s.Close()
 	s, err = OpenStore(dir, id)
 	if err != nil {
@@ -35,7 +35,7 @@ func TestStoreLock(t *testing.T) {
 	if b, _ := s.Load(); string(b) != "x" {
 		t.Fatal("state not kept")
 	}
-	if _, err := os.Stat(dir + "/.state-123"); err == nil {
+	if _, err := os.Stat(dir + "/.tmp-123"); err == nil {
 		t.Fatal("a crash's temporary file was left")
 	}
 }

@@ -33,7 +33,8 @@ func CheckName(name string) error {
 	return nil
 }
 
-// tmpPrefix names the temporaries of the fallback path; Clean removes them.
+// tmpPrefix names the temporaries of Replace and of WriteNew's fallback
+// path; Clean removes them.
 const tmpPrefix = ".tmp-"
 
 // ForceFallback makes WriteNew skip O_TMPFILE (tests of the fallback path).
@@ -141,9 +142,45 @@ func writeRenamed(dir, path string, data []byte) error {
 	return err
 }
 
-// Clean removes the temporaries a crashed WriteNew left in dir (only the
-// fallback path makes any). Keystores call it when they open a directory. A
-// WriteNew running in another process at that moment on the fallback path
+// Replace writes data to path atomically with mode 0600, replacing what is
+// there: a temporary ".tmp-*" file written and synced, renamed over path,
+// the directory synced. A crash leaves the old file or the new one, and at
+// worst a temporary that Clean removes.
+func Replace(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, tmpPrefix+"*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	err = f.Chmod(0o600)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Clean removes the temporaries a crashed WriteNew or Replace left in dir
+// (WriteNew makes them only on its fallback path). Keystores and the state
+// store call it when they open a directory. A WriteNew running in another process at that moment on the fallback path
 // fails (its identity is not created); nothing existing is lost.
 func Clean(dir string) error {
 	ents, err := os.ReadDir(dir)
