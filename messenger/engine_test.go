@@ -287,3 +287,18 @@ func TestBytesPerMessage(t *testing.T) {
 		t.Logf("%d bytes on air (data %d, ack %d)", on, len(r.pkts[before].Data), len(r.pkts[before+1].Data))
 	}
 }
+
+// The engine's handshake stays within 16 bytes of version 1's bare
+// messages (100 and 52 bytes for X25519): PROTOCOL.md §6's payloads cost
+// at most that.
+func TestHandshakeBudget(t *testing.T) {
+	n, a, b, r := setup(t)
+	talk(t, n, a, b, "hello")
+	m1, m2 := r.kind(core.KindInitX25519), r.kind(core.KindResponse)
+	if len(m1) == 0 || len(m2) == 0 {
+		t.Fatal("no handshake recorded")
+	}
+	if len(m1[0]) > 100+16 || len(m2[0]) > 52+16 {
+		t.Fatalf("handshake of %d and %d bytes, over 116 and 68", len(m1[0]), len(m2[0]))
+	}
+}

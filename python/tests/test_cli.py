@@ -340,3 +340,19 @@ def test_public_commands_ask_for_no_secret(make_node, tmp_path):
         assert b"passphrase" not in r.stderr.lower(), args
     assert (tmp_path / "a.card").read_bytes()
     assert not a.json("status")["running"]  # nothing started a daemon (which would need the secret)
+
+
+def test_identity_export_and_import(make_node, tmp_path):
+    """A memory identity exported from one node and imported into another
+    (same passphrase) becomes that node's identity, fingerprint and all."""
+    a, b = make_node("alice"), make_node("restored")
+    a.stop()
+    b.stop()
+    f = tmp_path / "alice.lmid"
+    a.run("identity", "export", str(f))
+    assert f.stat().st_mode & 0o777 == 0o600
+    r = a.run("identity", "export", str(f), check=False)
+    assert r.returncode != 0 and b"exists" in r.stderr  # never overwritten
+    name = b.json("identity", "import", str(f))["identity"]
+    b.run("identity", "use", name)
+    assert b.json("id")["fingerprint"] == a.json("id")["fingerprint"]
