@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"sync/atomic"
@@ -376,5 +377,47 @@ func TestFragmentsFitFrames(t *testing.T) {
 	}
 	if !slices.Contains(a.states(id), Delivered) {
 		t.Fatal("not reported delivered")
+	}
+}
+
+// Over a radio (KISS) every node hears every packet and all share one link
+// address: nothing may depend on addresses. Four nodes, each writing to
+// each, with loss and duplication: every message is shown once, under its
+// real sender, to its recipient only.
+func TestSharedRadio(t *testing.T) {
+	n := newSim(t, 31)
+	n.radio, n.loss, n.dup = true, 0.1, 0.05
+	var nodes []*simNode
+	for i, name := range []string{"alice", "bob", "carol", "dave"} {
+		s := n.add(name, fixedIdentity(t, byte(i+1)), LoRa)
+		s.addr = Addr{"udp", ""}
+		nodes = append(nodes, s)
+	}
+	for i, x := range nodes {
+		for _, y := range nodes[i+1:] {
+			n.befriend(x, y)
+		}
+	}
+	want := map[string][]string{}
+	for round := range 3 {
+		for _, x := range nodes {
+			for _, y := range nodes {
+				if x != y {
+					text := fmt.Sprintf("%s to %s, %d", x.name, y.name, round)
+					x.send(t, n.now, y.name, text)
+					want[y.name] = append(want[y.name], x.name+": "+text)
+				}
+			}
+		}
+		n.run(10 * time.Minute)
+	}
+	n.run(LoRa.Deadline)
+	for _, s := range nodes {
+		got := s.messages()
+		slices.Sort(got)
+		slices.Sort(want[s.name])
+		if !slices.Equal(got, want[s.name]) {
+			t.Fatalf("%s was shown %q, want %q", s.name, got, want[s.name])
+		}
 	}
 }

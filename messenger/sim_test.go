@@ -36,6 +36,9 @@ type simNet struct {
 	cut func(s *simNode) bool
 	// lose, if set, drops the packets it returns true for.
 	lose func(from *simNode, p Packet) bool
+	// radio: one shared channel, as a KISS TNC gives: every packet reaches
+	// every other node, whatever its address (nodes share one).
+	radio bool
 }
 
 type simNode struct {
@@ -171,20 +174,25 @@ func (n *simNet) output(s *simNode) {
 		if n.tap != nil {
 			n.tap(s, p)
 		}
-		to := n.node(p.To)
-		if to == nil || n.rng.Float64() < n.loss || (n.lose != nil && n.lose(s, p)) {
-			continue
+		tos := []*simNode{n.node(p.To)}
+		if n.radio {
+			tos = slices.DeleteFunc(slices.Clone(n.nodes), func(x *simNode) bool { return x == s })
 		}
-		copies := 1
-		if n.rng.Float64() < n.dup {
-			copies = 2
-		}
-		for range copies {
-			d := n.delay
-			if n.jitter > 0 {
-				d += time.Duration(n.rng.Int64N(int64(n.jitter)))
+		for _, to := range tos {
+			if to == nil || n.rng.Float64() < n.loss || (n.lose != nil && n.lose(s, p)) {
+				continue
 			}
-			n.air = append(n.air, flight{at: n.now.Add(d), from: s.addr, to: to, data: p.Data})
+			copies := 1
+			if n.rng.Float64() < n.dup {
+				copies = 2
+			}
+			for range copies {
+				d := n.delay
+				if n.jitter > 0 {
+					d += time.Duration(n.rng.Int64N(int64(n.jitter)))
+				}
+				n.air = append(n.air, flight{at: n.now.Add(d), from: s.addr, to: to, data: p.Data})
+			}
 		}
 	}
 }
