@@ -7,7 +7,7 @@ GO ?= go
 export GOEXPERIMENT := runtimesecret
 # Debian's interpreter, which has python3-pytest (the default python3 may not).
 PYTHON ?= /usr/bin/python3
-DEBS := softhsm2 opensc swtpm swtpm-tools tpm2-tools tpm2-openssl python3-pytest python3-serial python3-setuptools gcc libc6-dev python3-wheel
+DEBS := softhsm2 opensc swtpm swtpm-tools tpm2-tools tpm2-openssl python3-pytest python3-serial python3-setuptools gcc libc6-dev python3-wheel tor
 FUZZTIME ?= 3s
 LIB := build/libloramesh.so
 
