@@ -1,0 +1,344 @@
+"""loramesh.tor without tor: the control protocol against a scripted fake
+control port, SAFECOOKIE both ways, SOCKS5 and framing against fake peers.
+The real thing (a private Tor network) is in tests/tor."""
+import base64
+import hashlib
+import hmac
+import os
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from loramesh import InvalidArgumentError, LoraMeshError
+from loramesh import tor as T
+
+SID = "facebookwkhpilnemxj7asaniu7vnjjbiltxjqhye3mhbshg7kx5tfyd"  # a real v3 address
+
+
+class FakeControl:
+    """A control port that runs script(self) on the first connection, in a thread."""
+
+    def __init__(self, script, unix_path=None):
+        if unix_path:
+            self.listener = socket.socket(socket.AF_UNIX)
+            self.listener.bind(unix_path)
+            self.addr = unix_path
+        else:
+            self.listener = socket.socket()
+            self.listener.bind(("127.0.0.1", 0))
+            self.addr = "127.0.0.1:%d" % self.listener.getsockname()[1]
+        self.listener.listen(4)
+        self.received = []
+        self.error = None
+        self.thread = threading.Thread(target=self._run, args=(script,), daemon=True)
+        self.thread.start()
+
+    def _run(self, script):
+        self.conn, _ = self.listener.accept()
+        self.rfile = self.conn.makefile("rb")
+        try:
+            script(self)
+        except Exception as e:  # reported by done()
+            self.error = e
+        finally:
+            self.conn.close()
+            self.listener.close()
+
+    def readline(self):
+        line = self.rfile.readline()
+        self.received.append(line)
+        assert line.endswith(b"\r\n"), line
+        return line[:-2].decode()
+
+    def write(self, text):
+        self.conn.sendall(text.replace("\n", "\r\n").encode())
+
+    def done(self):
+        self.thread.join(5)
+        if self.error:
+            raise self.error
+
+
+@pytest.fixture
+def cookie(tmp_path):
+    path = tmp_path / "control_auth_cookie"
+    path.write_bytes(os.urandom(32))
+    return path
+
+
+def protocolinfo(fake, path, methods="COOKIE,SAFECOOKIE"):
+    assert fake.readline() == "PROTOCOLINFO 1"
+    quoted = str(path).replace("\\", "\\\\").replace('"', '\\"')
+    fake.write('250-PROTOCOLINFO 1\n250-AUTH METHODS=%s COOKIEFILE="%s"\n250-VERSION Tor="0.4.9.11"\n250 OK\n'
+               % (methods, quoted))
+
+
+def safecookie(fake, path, server_hash_ok=True):
+    """The server half of SAFECOOKIE; returns whether the client's hash was right."""
+    protocolinfo(fake, path)
+    words = fake.readline().split(" ")
+    assert words[:2] == ["AUTHCHALLENGE", "SAFECOOKIE"]
+    cookie, cnonce, snonce = path.read_bytes(), bytes.fromhex(words[2]), os.urandom(32)
+    msg = cookie + cnonce + snonce
+    sh = hmac.new(T.SAFECOOKIE_SERVER, msg, hashlib.sha256).digest() if server_hash_ok else os.urandom(32)
+    fake.write("250 AUTHCHALLENGE SERVERHASH=%s SERVERNONCE=%s\n" % (sh.hex().upper(), snonce.hex().upper()))
+    if not server_hash_ok:
+        return None
+    line = fake.readline()
+    ok = line == "AUTHENTICATE " + hmac.new(T.SAFECOOKIE_CLIENT, msg, hashlib.sha256).hexdigest().upper()
+    fake.write("250 OK\n" if ok else "515 Authentication failed: Safe cookie response did not match expected value.\n")
+    return ok
+
+
+def test_safecookie_then_events_interleaved_with_replies(cookie):
+    def script(f):
+        assert safecookie(f, cookie)
+        assert f.readline() == "GETINFO version config-text"
+        # Events may come before a reply and between replies; one is multi-line.
+        f.write("650 HS_DESC UPLOADED %s UNKNOWN $AAAA~relay\n" % SID)
+        f.write("650-CONF_CHANGED\n650-SocksPort=auto\n650 OK\n")
+        f.write("250-version=0.4.9.11\n250+config-text=\nSocksPort auto\n..starts with a dot\n.\n250 OK\n")
+        f.write("650 HS_DESC FAILED %s NO_AUTH $BBBB~relay REASON=NOT_FOUND\n" % SID)
+        assert f.readline() == "SETEVENTS HS_DESC"
+        f.write("250 OK\n")
+
+    fake = FakeControl(script)
+    with T.TorControl(fake.addr) as c:
+        c.authenticate()
+        info = c.getinfo("version", "config-text")
+        assert info == {"version": "0.4.9.11", "config-text": "SocksPort auto\n.starts with a dot"}
+        assert [e.type for e in c.events] == ["HS_DESC", "CONF_CHANGED"]
+        c.add_event("HS_DESC")
+        ev = c.wait_event(lambda e: e.type == "HS_DESC" and e.words[1] == "FAILED", 2)
+        assert ev.words[2] == SID and T.parse_kv(ev.lines[0][0])["REASON"] == "NOT_FOUND"
+        assert c.next_event().words[1] == "UPLOADED"
+        assert c.next_event().lines[1][0] == "SocksPort=auto"
+        assert c.next_event(0.1) is None
+    fake.done()
+
+
+def test_safecookie_wrong_server_hash_never_sends_the_cookie(cookie):
+    fake = FakeControl(lambda f: safecookie(f, cookie, server_hash_ok=False) or f.rfile.read())
+    c = T.TorControl(fake.addr)
+    with pytest.raises(T.ControlAuthError, match="does not know the cookie in .*control_auth_cookie"):
+        c.authenticate()
+    assert c.closed
+    fake.done()
+    assert not any(b"AUTHENTICATE" in line for line in fake.received), "no fallback to COOKIE"
+
+
+def test_cookie_when_safecookie_is_not_offered(cookie):
+    def script(f):
+        protocolinfo(f, cookie, methods="COOKIE")
+        assert f.readline() == "AUTHENTICATE " + cookie.read_bytes().hex().upper()
+        f.write("250 OK\n")
+
+    fake = FakeControl(script)
+    T.TorControl(fake.addr).authenticate()
+    fake.done()
+
+
+def test_cookie_is_read_afresh_on_each_connect(cookie):
+    for _ in range(2):  # tor writes a new cookie at each start
+        cookie.write_bytes(os.urandom(32))
+        fake = FakeControl(lambda f: safecookie(f, cookie))
+        T.TorControl(fake.addr).authenticate()
+        fake.done()
+
+
+def test_authentication_refused(cookie):
+    def script(f):
+        protocolinfo(f, cookie, methods="COOKIE")
+        f.readline()
+        f.write("515 Authentication failed: Wrong length on authentication cookie.\n")
+
+    fake = FakeControl(script)
+    c = T.TorControl(fake.addr)
+    with pytest.raises(T.ControlAuthError) as e:
+        c.authenticate()
+    msg = str(e.value)
+    assert fake.addr in msg and "refused authentication" in msg and "cookie file" in msg and "readable" in msg
+    assert isinstance(e.value, LoraMeshError)
+    fake.done()
+
+
+@pytest.mark.parametrize("setup, match", [
+    ("missing", "cannot read tor's cookie file .*missing"),
+    ("short", "is not 32 bytes"),
+    ("long", "is not 32 bytes"),
+])
+def test_bad_cookie_file(tmp_path, setup, match):
+    path = tmp_path / setup
+    if setup != "missing":
+        path.write_bytes(os.urandom(31 if setup == "short" else 33))
+    fake = FakeControl(lambda f: protocolinfo(f, path))
+    with pytest.raises(T.ControlAuthError, match=match):
+        T.TorControl(fake.addr).authenticate()
+    fake.done()
+
+
+def test_password_only_tor_is_explained(tmp_path):
+    def script(f):
+        f.readline()
+        f.write("250-PROTOCOLINFO 1\n250-AUTH METHODS=HASHEDPASSWORD\n250-VERSION Tor=\"0.4.9.11\"\n250 OK\n")
+
+    fake = FakeControl(script)
+    with pytest.raises(T.ControlAuthError, match="CookieAuthentication 1"):
+        T.TorControl(fake.addr).authenticate()
+    fake.done()
+
+
+@pytest.mark.parametrize("data, code, lines", [
+    (b"250 OK\r\n", 250, [("OK", None)]),
+    (b"299 fine\r\n", 299, [("fine", None)]),  # unknown 2yz: still positive
+    (b"451 Resource exhausted\r\n", 451, [("Resource exhausted", None)]),
+    (b"250-a=1\r\n250+b=\r\n.x\r\n..y\r\n.\r\n250 OK\r\n", 250, [("a=1", None), ("b=", "x\n.y"), ("OK", None)]),
+    (b"650 STATUS_CLIENT NOTICE X\r\n", 650, [("STATUS_CLIENT NOTICE X", None)]),
+])
+def test_parse_reply(data, code, lines):
+    rep, used = T.parse_reply(bytearray(data + b"250 next"))
+    assert (rep.code, rep.lines, used) == (code, lines, len(data))
+    assert isinstance(rep, T.Event) == (code == 650)
+    for cut in range(len(data)):  # any prefix is "not yet"
+        assert T.parse_reply(bytearray(data[:cut])) == (None, 0)
+
+
+@pytest.mark.parametrize("data, match", [
+    (b"700 what\r\n", "not a control reply line"),
+    (b"25x OK\r\n", "not a control reply line"),
+    (b"250\r\n", "not a control reply line"),
+    (b"HTTP/1.0 400 Bad\r\n", "not a control reply line"),
+    (b"250-a\r\n251 b\r\n", "status code changed"),
+    (b"250*OK\r\n", "bad separator"),
+    (b"250 O\nK\r\n", "bare CR or LF"),
+])
+def test_parse_reply_rejects(data, match):
+    with pytest.raises(T.ControlProtocolError, match=match):
+        T.parse_reply(bytearray(data))
+
+
+def test_parse_reply_bounded():
+    with pytest.raises(T.ControlProtocolError, match="longer than"):
+        T.parse_reply(bytearray(b"250-" + b"x" * T.MAX_REPLY))
+
+
+def test_parse_kv_quoting():
+    kv = T.parse_kv(r'METHODS=COOKIE,SAFECOOKIE COOKIEFILE="/a b/\"c\"\\d\101" LONE X=')
+    assert kv == {"METHODS": "COOKIE,SAFECOOKIE", "COOKIEFILE": '/a b/"c"\\dA', "X": ""}
+    with pytest.raises(T.ControlProtocolError, match="unterminated"):
+        T.parse_kv('A="open')
+
+
+def test_refused_and_unknown_codes_raise_typed_errors(cookie):
+    def script(f):
+        f.readline()
+        f.write("552 Unrecognized key \"nope\"\n")
+        f.readline()
+        f.write("451 Resource exhausted\n")
+        f.readline()
+        f.write("HTTP/1.0 400 Bad Request\n")
+
+    fake = FakeControl(script)
+    c = T.TorControl(fake.addr)
+    with pytest.raises(T.ControlReplyError, match="refused GETINFO: 552 Unrecognized key") as e:
+        c.getinfo("nope")
+    assert e.value.reply_code == 552
+    with pytest.raises(T.ControlReplyError) as e:
+        c.command("SIGNAL NEWNYM")
+    assert e.value.reply_code == 451
+    with pytest.raises(T.ControlProtocolError, match="is this tor's control port"):
+        c.command("GETINFO version")
+    assert c.closed
+    fake.done()
+
+
+def test_no_reply_times_out_and_closes():
+    fake = FakeControl(lambda f: (f.readline(), f.rfile.read()))
+    c = T.TorControl(fake.addr, timeout=0.3)
+    t = time.monotonic()
+    with pytest.raises(T.ControlTimeoutError, match="did not answer GETINFO within 0.3 s"):
+        c.getinfo("version")
+    assert time.monotonic() - t < 2 and c.closed
+    fake.done()
+
+
+def test_connect_refused_names_the_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    addr = "127.0.0.1:%d" % s.getsockname()[1]
+    s.close()
+    with pytest.raises(T.ControlConnectError, match="cannot connect to tor's control port %s.*is tor running" % addr):
+        T.TorControl(addr)
+    with pytest.raises(InvalidArgumentError, match="HOST:PORT"):
+        T.TorControl("localhost")
+
+
+def test_unix_socket(tmp_path, cookie):
+    fake = FakeControl(lambda f: safecookie(f, cookie), unix_path=str(tmp_path / "control"))
+    T.TorControl("unix:" + fake.addr).authenticate()
+    fake.done()
+
+
+def test_add_onion_sends_the_key_only_from_wiped_bytearrays(monkeypatch):
+    key = T.generate_onion_key()
+    seen = {}
+
+    def script(f):
+        line = f.readline()
+        seen["line"] = line
+        f.write("250-ServiceID=%s\n250 OK\n" % SID)
+
+    wiped = []
+    real_wipe = T.wipe
+    monkeypatch.setattr(T, "wipe", lambda b: (real_wipe(b), wiped.append(b)))
+    fake = FakeControl(script)
+    c = T.TorControl(fake.addr)
+    before = bytes(key)
+    assert c.add_onion(key, [(7464, "127.0.0.1:5555")]) == SID
+    fake.done()
+    words = seen["line"].split(" ")
+    assert words[0] == "ADD_ONION" and words[1].startswith("ED25519-V3:")
+    assert base64.b64decode(words[1][11:]) == before
+    assert "Flags=DiscardPK" in words and "Port=7464,127.0.0.1:5555" in words
+    assert key == before, "the caller's key is the caller's to wipe"
+    assert wiped and all(b == bytearray(len(b)) for b in wiped)
+    assert len(wiped[0]) == len(seen["line"]) + 2, "the whole command line was wiped"
+    with pytest.raises(InvalidArgumentError, match="64-byte bytearray"):
+        c.add_onion(before, [(80, "127.0.0.1:1")])
+    with pytest.raises(InvalidArgumentError, match="port mapping"):
+        c.add_onion(key, [(80, "127.0.0.1:1 Flags=Detach")])
+
+
+def test_wipe():
+    b = bytearray(b"secret")
+    T.wipe(b)
+    assert b == bytearray(6)
+    with pytest.raises(TypeError):
+        T.wipe(b"secret")
+
+
+def test_onion_addresses():
+    pub = T.parse_onion_address(SID + ".onion")
+    assert T.onion_address_from_public_key(pub) == SID + ".onion"
+    assert T.parse_onion_address(SID) == pub
+    bad = SID[:10] + ("a" if SID[10] != "a" else "b") + SID[11:]
+    with pytest.raises(InvalidArgumentError, match="wrong checksum"):
+        T.parse_onion_address(bad + ".onion")
+    with pytest.raises(InvalidArgumentError, match="56 base32"):
+        T.parse_onion_address("duckduckgo.onion")
+    with pytest.raises(InvalidArgumentError, match="not base32"):
+        T.parse_onion_address("1" * 56 + ".onion")
+    v2 = base64.b32encode(pub + b"\0\0\x02").decode().lower()
+    with pytest.raises(InvalidArgumentError, match="version 2"):
+        T.parse_onion_address(v2)
+    with pytest.raises(InvalidArgumentError, match="32 bytes"):
+        T.onion_address_from_public_key(b"short")
+
+
+def test_generated_keys_are_clamped_and_distinct():
+    a, b = T.generate_onion_key(), T.generate_onion_key()
+    assert isinstance(a, bytearray) and len(a) == 64 and a != b
+    assert a[0] & 7 == 0 and a[31] & 0xC0 == 0x40
