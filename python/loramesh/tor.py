@@ -38,7 +38,7 @@ __all__ = [
     "TorError", "TorNotInstalledError", "TorStartError", "BootstrapError", "ControlError",
     "ControlConnectError", "ControlAuthError", "ControlProtocolError", "ControlReplyError",
     "ControlTimeoutError", "OnionLinkError", "SocksError", "OnionUnreachableError", "LinkBusyError",
-    "NotConnectedError", "TorControl", "Reply", "Event", "wipe", "generate_onion_key",
+    "NotConnectedError", "TorControl", "TorProcess", "Reply", "Event", "wipe", "generate_onion_key",
     "onion_address_from_public_key", "parse_onion_address", "SOCKS_REPLIES",
 ]
 
@@ -780,3 +780,288 @@ class TorControl:
         pid in __OwningControllerProcess, which could be reused)."""
         self.command("TAKEOWNERSHIP")
         self.command("RESETCONF __OwningControllerProcess")
+
+
+# ---- our own tor --------------------------------------------------------
+
+def find_tor(tor: str = "tor") -> str:
+    path = tor if os.sep in tor else shutil.which(tor)
+    if not path or not os.access(path, os.X_OK):
+        raise TorNotInstalledError("tor is not installed (no %r in PATH): apt-get install tor" % tor)
+    return path
+
+
+class TorProcess:
+    """The daemon's own tor, or an attached one.
+
+    TorProcess(data_dir, extra_config).start() writes <data_dir>/torrc and an
+    empty defaults file (the system's /etc/tor/torrc is never read or
+    changed), runs ``tor --defaults-torrc <empty> -f <torrc>`` with
+    ControlPort auto (written to <data_dir>/control.port), cookie auth and
+    SocksPort 127.0.0.1:auto, authenticates and takes ownership: tor exits
+    when our control connection closes, i.e. when this process exits.
+    Tor's own log goes to <data_dir>/tor.log.
+
+    poll() (call it every second or so) restarts an exited tor with
+    exponential backoff (restart_delay doubling up to max_restart_delay)
+    and bumps ``generation`` on each (re)start, so users know to publish
+    their onion services again. TorProcess.attach(control_addr) uses a
+    running tor's control port instead and configures nothing.
+    Every wait is bounded. Not thread-safe: use it from one thread.
+    """
+
+    STABLE_AFTER = 60.0  # a tor that ran this long resets the restart backoff
+    MAX_FAILED_STARTS = 6  # in a row, then poll() raises
+
+    def __init__(self, data_dir: str, extra_config=(), tor: str = "tor", start_timeout: float = 30.0,
+                 restart_delay: float = 1.0, max_restart_delay: float = 60.0):
+        self.data_dir = os.path.abspath(data_dir) if data_dir is not None else None
+        for line in extra_config:
+            if not isinstance(line, str) or "\n" in line or "\r" in line:
+                raise InvalidArgumentError("extra torrc lines must be single-line strings, got %r" % (line,))
+        self.extra_config = list(extra_config)
+        self.tor = tor
+        self.start_timeout = start_timeout
+        self.restart_delay, self.max_restart_delay = restart_delay, max_restart_delay
+        self.control = None
+        self.proc = None
+        self.generation = 0
+        self.last_error = None
+        self._attach_addr = None
+        self._stopped = True
+        self._started_at = 0.0
+        self._delay = restart_delay
+        self._next_try = None
+        self._failed_starts = 0
+        self._socks = None
+
+    @classmethod
+    def attach(cls, control_addr: str, timeout: float = 10.0) -> "TorProcess":
+        """Use a running tor's control port; start() connects, poll() reconnects."""
+        _parse_addr(control_addr)
+        self = cls(None, start_timeout=timeout)
+        self._attach_addr = control_addr
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def _path(self, name):
+        return os.path.join(self.data_dir, name)
+
+    def _torrc(self) -> str:
+        d = self.data_dir
+        lines = [
+            "# Written by loramesh at every start; edits here are lost.",
+            "DataDirectory " + d,
+            "ControlPort auto",
+            "ControlPortWriteToFile " + self._path("control.port"),
+            "CookieAuthentication 1",
+            "SocksPort 127.0.0.1:auto ExtendedErrors",
+            "RunAsDaemon 0",
+            "AvoidDiskWrites 1",  # field devices boot from SD cards
+            # Until TAKEOWNERSHIP: tor polls this pid and exits when it is gone.
+            "__OwningControllerProcess %d" % os.getpid(),
+        ]
+        return "\n".join(lines + self.extra_config) + "\n"
+
+    def start(self) -> None:
+        """Start tor (or connect to the attached one); bounded by start_timeout."""
+        self._kill()
+        self._stopped = False
+        if self._attach_addr:
+            self._connect(self._attach_addr, time.monotonic() + self.start_timeout)
+            self._started()
+            return
+        if self.data_dir is None:
+            raise InvalidArgumentError("TorProcess needs a data directory (or use TorProcess.attach)")
+        exe = find_tor(self.tor)
+        os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)  # it will hold tor's keys and the cookie: ours alone
+        empty = self._path("torrc-defaults")
+        with open(empty, "w"):
+            pass
+        with open(self._path("torrc"), "w") as f:
+            f.write(self._torrc())
+        port_file = self._path("control.port")
+        try:
+            os.unlink(port_file)  # so we never read the previous run's port
+        except FileNotFoundError:
+            pass
+        logfile = self._path("tor.log")
+        if os.path.exists(logfile):
+            os.replace(logfile, logfile + ".1")
+        with open(logfile, "wb") as out:
+            self.proc = subprocess.Popen([exe, "--defaults-torrc", empty, "-f", self._path("torrc")],
+                                         cwd=self.data_dir, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + self.start_timeout
+        try:
+            addr = self._wait_port_file(port_file, deadline)
+            self._connect(addr, deadline)
+            self.control.take_ownership()
+        except BaseException:
+            self._kill()
+            raise
+        self._started()
+
+    def _started(self):
+        self._started_at = time.monotonic()
+        self._socks = None
+        self.generation += 1
+
+    def _log_tail(self) -> str:
+        """The last error or warning tor logged, to put in our messages."""
+        try:
+            with open(self._path("tor.log"), errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return ""
+        bad = [l for l in lines if "[err]" in l or "[warn]" in l] or lines
+        return bad[-1].strip()[:300] if bad else ""
+
+    def _wait_port_file(self, path, deadline) -> str:
+        while True:
+            rc = self.proc.poll()
+            if rc is not None:
+                raise TorStartError("tor exited at start (code %d): %s; see %s"
+                                    % (rc, self._log_tail() or "no output", self._path("tor.log")))
+            try:
+                with open(path) as f:
+                    text = f.read()
+                if text.endswith("\n"):  # tor writes it in one go; a newline means complete
+                    for line in text.splitlines():
+                        if line.startswith("PORT="):
+                            return line[5:]
+                        if line.startswith("UNIX_PORT="):
+                            return line[10:]
+            except FileNotFoundError:
+                pass
+            if time.monotonic() > deadline:
+                raise TorStartError("tor did not open its control port within %g s: %s; see %s"
+                                    % (self.start_timeout, self._log_tail() or "no output", self._path("tor.log")))
+            time.sleep(0.05)
+
+    def _connect(self, addr, deadline):
+        if self.control is not None:
+            self.control.close()
+        ctl = TorControl(addr, timeout=max(1.0, min(10.0, deadline - time.monotonic())))
+        try:
+            ctl.authenticate()
+        except BaseException:
+            ctl.close()
+            raise
+        self.control = ctl
+
+    def alive(self) -> bool:
+        """Tor runs and our control connection is open (an EOF is noticed here)."""
+        if self.control is None or self.control.closed:
+            return False
+        if self.proc is not None and self.proc.poll() is not None:
+            return False
+        try:
+            self.control.drain()
+        except ControlError:
+            return False
+        return not self.control.closed
+
+    def poll(self) -> bool:
+        """Restart tor (reconnect, if attached) when it is gone, no more
+        often than the backoff allows. True when it was (re)started now.
+        Raises TorStartError after MAX_FAILED_STARTS failed starts in a row."""
+        if self._stopped or self.alive():
+            if not self._stopped and time.monotonic() - self._started_at > self.STABLE_AFTER:
+                self._delay = self.restart_delay
+            return False
+        now = time.monotonic()
+        if self._next_try is None:
+            what = "control connection to %s lost" % self._attach_addr if self._attach_addr else \
+                "tor exited (code %s): %s" % (self.proc.poll() if self.proc else "?", self._log_tail())
+            log.warning("%s; trying again in %.1f s", what, self._delay)
+            self._next_try = now + self._delay
+            self._delay = min(self._delay * 2, self.max_restart_delay)
+        if now < self._next_try:
+            return False
+        self._next_try = None
+        self._kill()
+        try:
+            self.start()
+        except TorError as e:
+            self.last_error = e
+            self._failed_starts += 1
+            if self._failed_starts >= self.MAX_FAILED_STARTS:
+                self._stopped = True
+                raise TorStartError("tor failed to start %d times in a row, giving up: %s"
+                                    % (self._failed_starts, e)) from None
+            return False
+        self._failed_starts = 0
+        return True
+
+    def _ctl(self) -> TorControl:
+        if self.control is None or self.control.closed:
+            raise TorError("tor is not running (stopped, or restarting after it exited)")
+        return self.control
+
+    def bootstrap_progress(self) -> int:
+        """0-100, from GETINFO status/bootstrap-phase."""
+        return self._ctl().bootstrap_status()[0]
+
+    def wait_bootstrap(self, timeout: float = 120.0, stall: float = 60.0) -> float:
+        """Wait until tor has bootstrapped 100%; returns the seconds waited.
+        Raises BootstrapError if it takes longer than timeout, or if progress
+        stays the same for stall seconds."""
+        t0 = time.monotonic()
+        last, since = -1, t0
+        while True:
+            progress, tag, summary = self._ctl().bootstrap_status()
+            now = time.monotonic()
+            if progress >= 100:
+                return now - t0
+            if progress != last:
+                last, since = progress, now
+            where = " (see %s)" % self._path("tor.log") if self.data_dir else ""
+            if now - since >= stall:
+                raise BootstrapError("tor bootstrap stuck at %d%% for %d s (%s: %s): can tor reach its directory "
+                                     "servers? check the network and the clock%s" % (progress, stall, tag, summary, where))
+            if now - t0 >= timeout:
+                raise BootstrapError("tor bootstrap at %d%% after %d s (%s: %s)%s" % (progress, timeout, tag, summary, where))
+            time.sleep(0.25)
+
+    def socks_address(self) -> tuple:
+        """(host, port) of tor's SOCKS port (asked once per tor generation)."""
+        if self._socks is None:
+            listeners = self._ctl().socks_listeners()
+            if not listeners:
+                raise TorError("tor at %s has no TCP SocksPort (DisableNetwork, or SocksPort 0?)" % self.control.addr)
+            self._socks = listeners[0]
+        return self._socks
+
+    def _kill(self, grace: float = 5.0):
+        if self.control is not None:
+            self.control.close()  # with TAKEOWNERSHIP, this alone makes tor exit
+            self.control = None
+        p, self.proc = self.proc, None
+        if p is None:
+            return
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            p.terminate()
+            try:
+                p.wait(grace)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(grace)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop our tor (detach from an attached one); bounded by about 3 * grace seconds."""
+        self._stopped = True
+        self._kill(grace)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()

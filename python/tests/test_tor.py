@@ -342,3 +342,23 @@ def test_generated_keys_are_clamped_and_distinct():
     a, b = T.generate_onion_key(), T.generate_onion_key()
     assert isinstance(a, bytearray) and len(a) == 64 and a != b
     assert a[0] & 7 == 0 and a[31] & 0xC0 == 0x40
+
+
+def test_tor_not_installed(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(T.TorNotInstalledError, match=r"tor is not installed .*apt-get install tor"):
+        T.TorProcess(str(tmp_path / "tor")).start()
+
+
+def test_bad_torrc_lines_refused(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="single-line"):
+        T.TorProcess(str(tmp_path), ["SocksPort 0\nControlPort 9051"])
+
+
+def test_tor_that_exits_at_start_is_reported(tmp_path):
+    fake = tmp_path / "tor"
+    fake.write_text("#!/bin/sh\necho 'Nov 30 [warn] Failed to parse/validate config: bad option'\nexit 1\n")
+    fake.chmod(0o755)
+    with pytest.raises(T.TorStartError, match="tor exited at start \\(code 1\\): .*bad option; see .*tor.log"):
+        T.TorProcess(str(tmp_path / "d"), tor=str(fake), start_timeout=5).start()
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o700
