@@ -38,8 +38,9 @@ __all__ = [
     "TorError", "TorNotInstalledError", "TorStartError", "BootstrapError", "ControlError",
     "ControlConnectError", "ControlAuthError", "ControlProtocolError", "ControlReplyError",
     "ControlTimeoutError", "OnionLinkError", "SocksError", "OnionUnreachableError", "LinkBusyError",
-    "NotConnectedError", "TorControl", "TorProcess", "Reply", "Event", "wipe", "generate_onion_key",
-    "onion_address_from_public_key", "parse_onion_address", "SOCKS_REPLIES",
+    "NotConnectedError", "TorControl", "TorProcess", "OnionLink", "Reply", "Event", "LinkEvent",
+    "InboundAddr", "wipe", "generate_onion_key", "onion_address_from_public_key", "parse_onion_address",
+    "SOCKS_REPLIES",
 ]
 
 
@@ -1065,3 +1066,472 @@ class TorProcess:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+# ---- the onion link -----------------------------------------------------
+
+class InboundAddr:
+    """The address an OnionLink gives packets that came in on an accepted
+    connection: an opaque token for that connection (an onion service does
+    not learn who called it). send(packet, token) replies on it."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, conn_id: int):
+        self.id = conn_id
+
+    def __eq__(self, other):
+        return isinstance(other, InboundAddr) and other.id == self.id
+
+    def __hash__(self):
+        return hash(("inbound", self.id))
+
+    def __repr__(self):
+        return "inbound#%d" % self.id
+
+
+LinkEvent = collections.namedtuple("LinkEvent", "kind addr reason dropped")
+LinkEvent.__doc__ = """Something that happened on an OnionLink, from events():
+kind "connected" (outbound stream open), "unreachable" (an outbound connect
+failed: reason says why; ``dropped`` packets queued for it were discarded),
+"closed" (a connection ended; ``dropped`` packets were not fully written),
+"published" (our onion service was (re)added to tor)."""
+
+_CONNECTING, _SOCKS_METHOD, _SOCKS_REPLY, _OPEN = range(4)
+
+
+class _Conn:
+    __slots__ = ("sock", "addr", "out", "state", "rbuf", "frames", "sent", "pending", "deadline", "last")
+
+    def __init__(self, sock, addr, outbound, deadline):
+        self.sock = sock
+        self.addr = addr  # the onion (outbound) or an InboundAddr
+        self.out = outbound
+        self.state = _CONNECTING if outbound else _OPEN
+        self.rbuf = bytearray()
+        self.frames = collections.deque()  # queued frames (header + packet)
+        self.sent = 0  # bytes of frames[0] already written
+        self.pending = 0  # bytes queued in frames
+        self.deadline = deadline
+        self.last = time.monotonic()
+
+
+class OnionLink:
+    """Packets over onion-service streams, with the shape of UdpTransport:
+    send(packet, addr), recv(timeout) -> (packet, addr) | None, fileno(),
+    close(). Each packet travels as a 2-byte big-endian length and the
+    bytes (1..max_frame bytes; a zero or oversize frame closes that
+    connection).
+
+    With a key (the caller's 64-byte bytearray; the link keeps a reference,
+    not a copy, to publish again after tor restarts: the caller wipes it
+    after close()), it listens on an ephemeral 127.0.0.1 port and publishes
+    the onion service ``address`` (ADD_ONION Port=port,127.0.0.1:LOCAL).
+    Inbound packets come with an InboundAddr token, never an onion: the
+    caller is anonymous. send(packet, "x.onion") uses or opens the one
+    outbound connection to that onion through tor's SOCKS5 port; replies on
+    it come back from "x.onion". Everything is non-blocking: send() only
+    queues and writes what the socket takes; connecting happens in recv().
+
+    fileno() is an epoll descriptor: readable when any of the link's
+    sockets is ready. When it is, call recv(0) until it returns None. Call
+    recv() at least every second or so anyway: timers (connect timeouts,
+    idle connections, tor restarts) advance there.
+
+    Bounds: max_conns inbound plus max_conns outbound connections (new
+    inbound ones beyond that are closed at once); max_pending bytes queued
+    per connection (send raises LinkBusyError beyond); max_rx received
+    packets waiting for recv() (reading pauses when full); an outbound
+    connect (SOCKS included) gets connect_timeout seconds; a failed onion is
+    retried no sooner than its backoff (retry_delay doubling up to
+    max_retry_delay; send raises OnionUnreachableError meanwhile); a
+    connection idle for idle_timeout seconds is closed. Failures after
+    send() returned are reported by events().
+    """
+
+    DEFAULT_PORT = 7464  # virtual onion port both sides use
+
+    def __init__(self, tor, key: bytearray = None, port: int = DEFAULT_PORT, max_frame: int = 4096,
+                 max_conns: int = 32, max_pending: int = 65536, max_rx: int = 1024,
+                 connect_timeout: float = 60.0, retry_delay: float = 1.0, max_retry_delay: float = 60.0,
+                 idle_timeout: float = 600.0):
+        if not 1 <= max_frame <= 65535:
+            raise InvalidArgumentError("max_frame must be 1..65535 (2-byte length), got %r" % max_frame)
+        if key is not None and (not isinstance(key, bytearray) or len(key) != 64):
+            raise InvalidArgumentError("the onion key must be a 64-byte bytearray (tor's expanded Ed25519 secret)")
+        self.tor = tor
+        self.port = port
+        self.max_frame, self.max_conns, self.max_pending, self.max_rx = max_frame, max_conns, max_pending, max_rx
+        self.connect_timeout, self.idle_timeout = connect_timeout, idle_timeout
+        self.retry_delay, self.max_retry_delay = retry_delay, max_retry_delay
+        self.address = None
+        self._key = key
+        self._gen = None
+        self._ep = select.epoll()
+        self._conns = {}  # fd -> _Conn
+        self._out = {}  # onion -> _Conn
+        self._in = {}  # InboundAddr -> _Conn
+        self._next_id = 1
+        self._rx = collections.deque()
+        self._events = collections.deque(maxlen=1024)
+        self._backoff = {}  # onion -> (not before, next delay, reason)
+        self._next_publish = 0.0
+        self._next_timers = 0.0
+        self._listener = None
+        if key is not None:
+            self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self._listener.bind(("127.0.0.1", 0))
+            self._listener.listen(64)
+            self._listener.setblocking(False)
+            self._ep.register(self._listener.fileno(), select.EPOLLIN)
+        try:
+            self._maintain(force=True)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def local_port(self):
+        """The 127.0.0.1 port tor forwards our onion service to (None without a key)."""
+        return self._listener.getsockname()[1] if self._listener else None
+
+    def fileno(self) -> int:
+        return self._ep.fileno()
+
+    def events(self) -> list:
+        """LinkEvents since the last call (at most 1024 kept)."""
+        out = list(self._events)
+        self._events.clear()
+        return out
+
+    # -- tor generations
+
+    def _maintain(self, force=False):
+        """Follow tor restarts: publish the service again and forget the old SOCKS port."""
+        self.tor.poll()
+        if self.tor.generation == self._gen and not force:
+            return
+        if self._key is None:
+            self._gen = self.tor.generation
+            return
+        now = time.monotonic()
+        if now < self._next_publish and not force:
+            return
+        try:
+            ctl = self.tor._ctl()
+            ctl.add_event("HS_DESC")
+            sid = ctl.add_onion(self._key, [(self.port, "127.0.0.1:%d" % self.local_port)])
+        except TorError as e:
+            if force:
+                raise
+            self._next_publish = now + self.retry_delay  # tor may still be settling; keep trying
+            log.warning("cannot publish the onion service again: %s", e)
+            return
+        self._gen = self.tor.generation
+        if self.address and self.address != sid + ".onion":
+            raise TorError("tor gave a different onion address for the same key (%s)" % sid)
+        self.address = sid + ".onion"
+        self._events.append(LinkEvent("published", self.address, "", 0))
+
+    def wait_published(self, timeout: float = 60.0) -> float:
+        """Wait for tor's HS_DESC UPLOADED for our service (the descriptor
+        reached one HSDir); returns the seconds waited."""
+        t0 = time.monotonic()
+        sid = self.address[:-6]
+        ev = self.tor._ctl().wait_event(
+            lambda e: e.type == "HS_DESC" and len(e.words) > 2 and e.words[1] == "UPLOADED" and e.words[2] == sid,
+            timeout)
+        if ev is None:
+            raise TorError("the onion service %s was not published within %g s: has tor bootstrapped?"
+                           % (self.address, timeout))
+        return time.monotonic() - t0
+
+    # -- sending
+
+    def send(self, packet, addr) -> None:
+        """Queue one packet for an onion ("x.onion") or an InboundAddr.
+        Never blocks. Raises InvalidArgumentError (bad packet or address),
+        NotConnectedError (that inbound connection is gone),
+        OnionUnreachableError (the onion failed recently: retry later),
+        LinkBusyError (buffer or connection limit reached)."""
+        n = len(packet)
+        if not 1 <= n <= self.max_frame:
+            raise InvalidArgumentError("packet of %d bytes: the onion link carries 1..%d" % (n, self.max_frame))
+        if isinstance(addr, InboundAddr):
+            conn = self._in.get(addr)
+            if conn is None:
+                raise NotConnectedError("%r is closed: the reply cannot be delivered on it" % addr)
+        else:
+            parse_onion_address(addr)
+            addr = addr.lower() if addr.endswith(".onion") else addr.lower() + ".onion"
+            conn = self._out.get(addr) or self._connect(addr)
+        if conn.pending + 2 + n > self.max_pending:
+            raise LinkBusyError("send buffer for %s full (%d bytes queued): retry later" % (addr, conn.pending))
+        conn.frames.append(struct.pack(">H", n) + bytes(packet))
+        conn.pending += 2 + n
+        if conn.state == _OPEN:
+            self._flush(conn)
+
+    def _connect(self, onion) -> _Conn:
+        now = time.monotonic()
+        b = self._backoff.get(onion)
+        if b and now < b[0]:
+            raise OnionUnreachableError("%s is unreachable (%s); next try in %.1f s" % (onion, b[2], b[0] - now))
+        if len(self._out) >= self.max_conns:
+            raise LinkBusyError("%d outbound onion connections open (the limit): retry later" % len(self._out))
+        try:
+            socks = self.tor.socks_address()
+        except TorError as e:
+            raise OnionUnreachableError("cannot reach %s: tor is not ready (%s)" % (onion, e)) from None
+        s = socket.socket(socket.AF_INET6 if ":" in socks[0] else socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        err = s.connect_ex(socks)
+        if err not in (0, errno.EINPROGRESS):
+            s.close()
+            raise OnionUnreachableError("cannot reach %s: tor's SOCKS port %s:%d: %s"
+                                        % (onion, socks[0], socks[1], os.strerror(err)))
+        conn = _Conn(s, onion, True, now + self.connect_timeout)
+        self._conns[s.fileno()] = conn
+        self._out[onion] = conn
+        self._ep.register(s.fileno(), select.EPOLLOUT | select.EPOLLIN)
+        return conn
+
+    def _flush(self, conn):
+        while conn.frames:
+            bufs = [memoryview(conn.frames[0])[conn.sent:]] + list(conn.frames)[1:64]
+            try:
+                n = conn.sock.sendmsg(bufs)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as e:
+                return self._close(conn, "write failed: %s" % (e.strerror or e))
+            conn.pending -= n
+            conn.last = time.monotonic()
+            n += conn.sent
+            while conn.frames and n >= len(conn.frames[0]):
+                n -= len(conn.frames.popleft())
+            conn.sent = n
+        self._want(conn)
+        return True
+
+    def _want(self, conn):
+        """epoll interest: read unless the receive queue is full; write while there is something to write."""
+        ev = 0 if len(self._rx) >= self.max_rx else select.EPOLLIN
+        if conn.state == _CONNECTING or (conn.state == _OPEN and conn.frames):
+            ev |= select.EPOLLOUT
+        try:
+            self._ep.modify(conn.sock.fileno(), ev)
+        except (OSError, ValueError):
+            pass  # closed meanwhile
+
+    # -- receiving
+
+    def recv(self, timeout: float):
+        """(packet, addr) or None after timeout seconds. addr is the onion
+        for packets on our outbound connections, an InboundAddr otherwise.
+        Also runs the timers, including TorProcess.poll(): a tor restart
+        happens inside this call (bounded by its start_timeout), and a tor
+        that keeps failing to start raises TorStartError here."""
+        deadline = time.monotonic() + max(timeout or 0.0, 0.0)
+        while True:
+            self._timers()
+            if self._rx:
+                return self._pop()
+            left = deadline - time.monotonic()
+            for fd, ev in self._ep.poll(max(0.0, min(left, 0.5))):
+                self._on_event(fd, ev)
+            if self._rx:
+                return self._pop()
+            if left <= 0:
+                return None
+
+    def _pop(self):
+        item = self._rx.popleft()
+        if len(self._rx) == self.max_rx - 1:  # room again: parse what waits, resume reading
+            for c in list(self._conns.values()):
+                if c.state == _OPEN and self._frames(c) is False:
+                    continue
+                self._want(c)
+        return item
+
+    def _on_event(self, fd, ev):
+        if self._listener is not None and fd == self._listener.fileno():
+            return self._accept()
+        conn = self._conns.get(fd)
+        if conn is None:
+            return
+        if conn.state == _CONNECTING:
+            if ev & (select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP):
+                err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    return self._fail(conn, "cannot reach tor's SOCKS port: %s" % os.strerror(err))
+                try:
+                    conn.sock.send(b"\x05\x01\x00")  # SOCKS5, one method: no authentication
+                except OSError as e:
+                    return self._fail(conn, "tor's SOCKS port: %s" % (e.strerror or e))
+                conn.state = _SOCKS_METHOD
+                self._want(conn)
+            return
+        if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR) and self._read(conn) is False:
+            return
+        if ev & select.EPOLLOUT and conn.state == _OPEN:
+            self._flush(conn)
+
+    def _accept(self):
+        while True:
+            try:
+                s, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # e.g. EMFILE: leave the rest in the backlog
+                log.warning("onion link accept failed: %s", e)
+                return
+            if len(self._in) >= self.max_conns:
+                s.close()  # the bound on inbound connections: the caller may retry later
+                continue
+            s.setblocking(False)
+            addr = InboundAddr(self._next_id)
+            self._next_id += 1
+            conn = _Conn(s, addr, False, None)
+            self._conns[s.fileno()] = conn
+            self._in[addr] = conn
+            self._ep.register(s.fileno(), select.EPOLLIN)
+            self._want(conn)
+
+    def _read(self, conn):
+        if len(self._rx) >= self.max_rx or len(conn.rbuf) > self.max_frame + 2:
+            return True
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError as e:
+            return self._lost(conn, "read failed: %s" % (e.strerror or e))
+        if not data:
+            return self._lost(conn, "closed by the other side")
+        conn.last = time.monotonic()
+        conn.rbuf += data
+        if conn.state == _SOCKS_METHOD:
+            if len(conn.rbuf) < 2:
+                return True
+            if conn.rbuf[:2] != b"\x05\x00":
+                return self._fail(conn, "tor's SOCKS port wants authentication we do not do (%s)" % conn.rbuf[:2].hex())
+            del conn.rbuf[:2]
+            host = conn.addr.encode("ascii")
+            try:  # CONNECT, ATYP 3: tor resolves the onion itself
+                conn.sock.send(b"\x05\x01\x00\x03" + bytes([len(host)]) + host + struct.pack(">H", self.port))
+            except OSError as e:
+                return self._fail(conn, "tor's SOCKS port: %s" % (e.strerror or e))
+            conn.state = _SOCKS_REPLY
+        if conn.state == _SOCKS_REPLY:
+            if len(conn.rbuf) < 2:
+                return True
+            if conn.rbuf[0] != 5:
+                return self._fail(conn, "not a SOCKS5 reply from tor's SOCKS port")
+            if conn.rbuf[1] != 0:
+                e = SocksError(conn.rbuf[1], conn.addr)
+                return self._fail(conn, "SOCKS5 reply 0x%02X (%s)" % (e.reply, e.reply_name), e.reply)
+            if len(conn.rbuf) < 5:
+                return True
+            atyp = conn.rbuf[3]
+            size = {1: 10, 4: 22, 3: 7 + conn.rbuf[4]}.get(atyp)
+            if size is None:
+                return self._fail(conn, "bad SOCKS5 reply address type %d" % atyp)
+            if len(conn.rbuf) < size:
+                return True
+            del conn.rbuf[:size]
+            conn.state, conn.deadline = _OPEN, None
+            self._backoff.pop(conn.addr, None)
+            self._events.append(LinkEvent("connected", conn.addr, "", 0))
+            if self._flush(conn) is False:
+                return False
+        if conn.state == _OPEN:
+            return self._frames(conn)
+        return True
+
+    def _frames(self, conn):
+        buf = conn.rbuf
+        while len(buf) >= 2 and len(self._rx) < self.max_rx:
+            n = (buf[0] << 8) | buf[1]
+            if not 1 <= n <= self.max_frame:
+                return self._lost(conn, "bad frame length %d (allowed 1..%d)" % (n, self.max_frame))
+            if len(buf) < 2 + n:
+                break
+            self._rx.append((bytes(buf[2:2 + n]), conn.addr))
+            del buf[:2 + n]
+        if len(self._rx) >= self.max_rx:
+            for c in self._conns.values():
+                self._want(c)
+        return True
+
+    # -- endings
+
+    def _fail(self, conn, reason, code=None):
+        """An outbound connect failed: back off from that onion, drop what was queued for it."""
+        now = time.monotonic()
+        prev = self._backoff.get(conn.addr)
+        delay = prev[1] if prev else self.retry_delay
+        self._backoff[conn.addr] = (now + delay, min(delay * 2, self.max_retry_delay), reason)
+        self._drop(conn)
+        self._events.append(LinkEvent("unreachable", conn.addr, reason, len(conn.frames)))
+        return False
+
+    def _lost(self, conn, reason):
+        if conn.state != _OPEN:
+            return self._fail(conn, reason)
+        return self._close(conn, reason)
+
+    def _close(self, conn, reason):
+        self._drop(conn)
+        self._events.append(LinkEvent("closed", conn.addr, reason, len(conn.frames)))
+        return False
+
+    def _drop(self, conn):
+        fd = conn.sock.fileno()
+        self._conns.pop(fd, None)
+        if conn.out:
+            if self._out.get(conn.addr) is conn:
+                del self._out[conn.addr]
+        else:
+            self._in.pop(conn.addr, None)
+        try:
+            self._ep.unregister(fd)
+        except (OSError, ValueError):
+            pass
+        conn.sock.close()
+
+    def _timers(self):
+        now = time.monotonic()
+        if now < self._next_timers:  # recv(0) may run in a tight loop: no need to check more often
+            return
+        self._next_timers = now + 0.1
+        self._maintain()
+        for conn in list(self._conns.values()):
+            if conn.deadline is not None and now > conn.deadline:
+                self._fail(conn, "no connection through tor within %g s" % self.connect_timeout)
+            elif conn.state == _OPEN and not conn.frames and now - conn.last > self.idle_timeout:
+                self._close(conn, "idle for %g s" % self.idle_timeout)
+        for onion in [o for o, b in self._backoff.items() if b[0] + self.max_retry_delay < now]:
+            del self._backoff[onion]  # long past: forget it, so the table stays small
+
+    def close(self) -> None:
+        """Close every connection and withdraw the onion service (tor keeps running)."""
+        for conn in list(self._conns.values()):
+            self._drop(conn)
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if self.address and self.tor.control is not None and not self.tor.control.closed:
+            try:
+                self.tor.control.del_onion(self.address)
+            except TorError:
+                pass  # tor forgets it with the control connection anyway
+        self.address = None
+        self._key = None
+        self._ep.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -362,3 +362,285 @@ def test_tor_that_exits_at_start_is_reported(tmp_path):
     with pytest.raises(T.TorStartError, match="tor exited at start \\(code 1\\): .*bad option; see .*tor.log"):
         T.TorProcess(str(tmp_path / "d"), tor=str(fake), start_timeout=5).start()
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o700
+
+
+# ---- OnionLink against a fake tor (SOCKS5 server + stub control) ----------
+
+class StubControl:
+    closed = False
+
+    def add_event(self, *names):
+        pass
+
+    def add_onion(self, key, ports):
+        assert isinstance(key, bytearray)
+        self.ports = ports
+        return SID
+
+    def del_onion(self, sid):
+        self.deleted = sid
+
+
+class StubTor:
+    """What OnionLink uses of a TorProcess."""
+
+    def __init__(self, socks):
+        self.generation = 1
+        self.control = StubControl()
+        self.socks = socks
+
+    def poll(self):
+        return False
+
+    def _ctl(self):
+        return self.control
+
+    def socks_address(self):
+        return self.socks
+
+
+class FakeSocks:
+    """A SOCKS5 server: answers every CONNECT with `reply`; on success it
+    echoes the stream (acting as the remote onion). Records requests."""
+
+    def __init__(self, reply=0, silent=False):
+        self.reply, self.silent, self.requests = reply, silent, []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.addr = self.listener.getsockname()
+        self.conns = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.listener.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    def _one(self, c):
+        try:
+            if self.silent:
+                return
+            assert c.recv(3) == b"\x05\x01\x00"
+            c.sendall(b"\x05\x00")
+            head = c.recv(5)
+            host = c.recv(head[4])
+            port = struct.unpack(">H", c.recv(2))[0]
+            self.requests.append((head[:4], host.decode(), port))
+            c.sendall(bytes([5, self.reply, 0, 1, 0, 0, 0, 0, 0, 0]))
+            if self.reply:
+                c.close()
+                return
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    return
+                c.sendall(d)
+        except OSError:
+            pass
+
+    def close(self):
+        self.listener.close()
+        for c in self.conns:
+            c.close()
+
+
+def pump(link, until, timeout=5.0):
+    got, events = [], []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = link.recv(0.05)
+        if r:
+            got.append(r)
+        events += link.events()
+        if until(got, events):
+            return got, events
+    raise AssertionError("timed out; got %r events %r" % (got[:3], events))
+
+
+def frame(p):
+    return struct.pack(">H", len(p)) + p
+
+
+def test_outbound_through_socks_with_framing():
+    socks = FakeSocks()
+    link = T.OnionLink(StubTor(socks.addr), max_frame=300)
+    try:
+        pkts = [os.urandom(n) for n in (1, 2, 299, 300, 17)]
+        for p in pkts:
+            link.send(p, SID + ".onion")
+        got, events = pump(link, lambda g, e: len(g) == len(pkts))
+        assert got == [(p, SID + ".onion") for p in pkts]  # the fake echoes: replies come from the onion
+        assert socks.requests == [(b"\x05\x01\x00\x03", SID + ".onion", T.OnionLink.DEFAULT_PORT)]
+        assert [e.kind for e in events] == ["connected"]
+        link.send(b"again", SID)  # the same connection, whatever the spelling
+        pump(link, lambda g, e: g)
+        assert len(socks.requests) == 1
+    finally:
+        link.close()
+        socks.close()
+
+
+@pytest.mark.parametrize("code, name", [(0xF0, "onion service descriptor can not be found"),
+                                        (0xF6, "onion service invalid address"),
+                                        (0x01, "general SOCKS server failure"),
+                                        (0x99, "unknown reply")])
+def test_socks_errors_are_named_and_back_off(code, name):
+    socks = FakeSocks(reply=code)
+    link = T.OnionLink(StubTor(socks.addr), retry_delay=0.3, max_retry_delay=1)
+    try:
+        link.send(b"x", SID)
+        link.send(b"y", SID)
+        _, events = pump(link, lambda g, e: e)
+        assert events == [T.LinkEvent("unreachable", SID + ".onion", "SOCKS5 reply 0x%02X (%s)" % (code, name), 2)]
+        with pytest.raises(T.OnionUnreachableError, match="0x%02X" % code):
+            link.send(b"z", SID)  # failing fast while backing off
+        time.sleep(0.35)
+        link.send(b"z", SID)  # then trying again
+        pump(link, lambda g, e: e)
+        with pytest.raises(T.OnionUnreachableError, match="next try in 0.[4-6]"):
+            link.send(b"z", SID)  # the backoff doubled
+    finally:
+        link.close()
+        socks.close()
+
+
+def test_connect_timeout_and_send_buffer_bound():
+    socks = FakeSocks(silent=True)  # accepts, never answers
+    link = T.OnionLink(StubTor(socks.addr), connect_timeout=0.5, max_pending=1000, max_frame=500)
+    try:
+        link.send(bytes(498), SID)
+        with pytest.raises(T.LinkBusyError, match="send buffer for %s.onion full" % SID):
+            link.send(bytes(499), SID)
+        t = time.monotonic()
+        _, events = pump(link, lambda g, e: e)
+        assert 0.4 < time.monotonic() - t < 2
+        assert events[0].kind == "unreachable" and "within 0.5 s" in events[0].reason and events[0].dropped == 1
+    finally:
+        link.close()
+        socks.close()
+
+
+def test_socks_port_down_is_an_event():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    addr = s.getsockname()
+    s.close()
+    link = T.OnionLink(StubTor(addr))
+    try:
+        link.send(b"x", SID)
+        _, events = pump(link, lambda g, e: e)
+        assert events[0].kind == "unreachable" and "SOCKS port" in events[0].reason
+    finally:
+        link.close()
+
+
+def test_bad_sends():
+    link = T.OnionLink(StubTor(("127.0.0.1", 9)), max_frame=100)
+    try:
+        with pytest.raises(InvalidArgumentError, match="1..100"):
+            link.send(bytes(101), SID)
+        with pytest.raises(InvalidArgumentError, match="1..100"):
+            link.send(b"", SID)
+        with pytest.raises(InvalidArgumentError, match="not a v3 onion"):
+            link.send(b"x", "example.com")
+        with pytest.raises(T.NotConnectedError, match="inbound#7 is closed"):
+            link.send(b"x", T.InboundAddr(7))
+    finally:
+        link.close()
+    with pytest.raises(InvalidArgumentError, match="max_frame"):
+        T.OnionLink(StubTor(("127.0.0.1", 9)), max_frame=70000)
+
+
+@pytest.fixture
+def served():
+    tor = StubTor(("127.0.0.1", 9))
+    link = T.OnionLink(tor, T.generate_onion_key(), max_frame=1000, max_conns=2, max_pending=8192)
+    assert link.events() == [T.LinkEvent("published", SID + ".onion", "", 0)]
+    yield link, tor
+    link.close()
+
+
+def connect(link):
+    return socket.create_connection(("127.0.0.1", link.local_port), timeout=5)
+
+
+def test_inbound_tokens_and_replies(served):
+    link, tor = served
+    assert link.address == SID + ".onion"
+    assert tor.control.ports == [(T.OnionLink.DEFAULT_PORT, "127.0.0.1:%d" % link.local_port)]
+    a, b = connect(link), connect(link)
+    a.sendall(frame(b"from a") + frame(b"a2")[:3])  # a frame split across writes
+    b.sendall(frame(b"from b"))
+    a.sendall(frame(b"a2")[3:])
+    got, _ = pump(link, lambda g, e: len(g) == 3)
+    by = {p: addr for p, addr in got}
+    assert all(isinstance(x, T.InboundAddr) for x in by.values())
+    assert by[b"from a"] == by[b"a2"] != by[b"from b"]
+    link.send(b"reply", by[b"from b"])
+    assert b.recv(100) == frame(b"reply")
+    a.close()
+    _, events = pump(link, lambda g, e: e)
+    assert events == [T.LinkEvent("closed", by[b"from a"], "closed by the other side", 0)]
+    with pytest.raises(T.NotConnectedError):
+        link.send(b"late", by[b"from a"])
+    link.close()
+    assert tor.control.deleted == SID + ".onion"
+
+
+@pytest.mark.parametrize("bad", [b"\x00\x00", struct.pack(">H", 1001) + bytes(1001)], ids=["zero", "oversize"])
+def test_bad_frames_close_the_connection(served, bad):
+    link, _ = served
+    c = connect(link)
+    c.sendall(frame(b"ok") + bad)
+    got, events = pump(link, lambda g, e: e)
+    assert [p for p, _ in got] == [b"ok"]
+    assert events[0].kind == "closed" and "bad frame length" in events[0].reason
+    assert c.recv(10) == b""
+
+
+def test_inbound_connection_limit(served):
+    link, _ = served
+    a, b = connect(link), connect(link)
+    for s in (a, b):
+        s.sendall(frame(b"hi"))
+    pump(link, lambda g, e: len(g) == 2)
+    c = connect(link)
+    link.recv(0.2)
+    c.settimeout(2)
+    assert c.recv(10) == b"", "a third connection is over max_conns=2"
+
+
+def test_slow_peer_does_not_block_send(served):
+    link, _ = served
+    slow, fast = connect(link), connect(link)
+    slow.sendall(frame(b"s"))
+    fast.sendall(frame(b"f"))
+    got, _ = pump(link, lambda g, e: len(g) == 2)
+    who = {p: a for p, a in got}
+    t = time.monotonic()
+    with pytest.raises(T.LinkBusyError):
+        for _ in range(100000):  # slow never reads: kernel buffers, then ours fill up
+            link.send(bytes(1000), who[b"s"])
+    assert time.monotonic() - t < 5
+    link.send(b"still fine", who[b"f"])
+    assert fast.recv(100) == frame(b"still fine")
+
+
+def test_receive_queue_is_bounded(served):
+    link, _ = served
+    link.max_rx = 3
+    c = connect(link)
+    c.sendall(b"".join(frame(b"%d" % i) for i in range(10)))
+    time.sleep(0.2)
+    got = []
+    while len(got) < 10:
+        r = link.recv(0.5)
+        assert r is not None, got
+        got.append(r[0])
+        assert len(link._rx) <= 3
+    assert got == [b"%d" % i for i in range(10)]
