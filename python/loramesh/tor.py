@@ -978,8 +978,8 @@ class TorProcess:
         now = time.monotonic()
         if self._next_try is None:
             what = "control connection to %s lost" % self._attach_addr if self._attach_addr else \
-                "tor exited (code %s): %s" % (self.proc.poll() if self.proc else "?", self._log_tail())
-            log.warning("%s; trying again in %.1f s", what, self._delay)
+                "tor exited (code %s; see %s)" % (self.proc.poll() if self.proc else "?", self._path("tor.log"))
+            log.warning("%s; starting it again in %.1f s", what, self._delay)
             self._next_try = now + self._delay
             self._delay = min(self._delay * 2, self.max_restart_delay)
         if now < self._next_try:
@@ -1147,6 +1147,12 @@ class OnionLink:
     max_retry_delay; send raises OnionUnreachableError meanwhile); a
     connection idle for idle_timeout seconds is closed. Failures after
     send() returned are reported by events().
+
+    Peers that vanish: a connect that times out or fails at introduction
+    or rendezvous makes tor close its circuits to that onion and fetch its
+    descriptor again, since both can point at a host that is gone. A stream
+    to a host that lost power can stay open for minutes, swallowing
+    packets: when a peer stops acknowledging, call disconnect(addr).
     """
 
     DEFAULT_PORT = 7464  # virtual onion port both sides use
@@ -1291,6 +1297,7 @@ class OnionLink:
             raise OnionUnreachableError("cannot reach %s: tor's SOCKS port %s:%d: %s"
                                         % (onion, socks[0], socks[1], os.strerror(err)))
         conn = _Conn(s, onion, True, now + self.connect_timeout)
+        log.debug("connecting to %s through tor's SOCKS port %s:%d (fd %d)", onion, socks[0], socks[1], s.fileno())
         self._conns[s.fileno()] = conn
         self._out[onion] = conn
         self._ep.register(s.fileno(), select.EPOLLOUT | select.EPOLLIN)
@@ -1430,7 +1437,8 @@ class OnionLink:
                 return self._fail(conn, "not a SOCKS5 reply from tor's SOCKS port")
             if conn.rbuf[1] != 0:
                 e = SocksError(conn.rbuf[1], conn.addr)
-                return self._fail(conn, "SOCKS5 reply 0x%02X (%s)" % (e.reply, e.reply_name), e.reply)
+                return self._fail(conn, "SOCKS5 reply 0x%02X (%s)" % (e.reply, e.reply_name),
+                                  new_route=e.reply in (0xF2, 0xF3, 0xF7))
             if len(conn.rbuf) < 5:
                 return True
             atyp = conn.rbuf[3]
@@ -1443,6 +1451,7 @@ class OnionLink:
             conn.state, conn.deadline = _OPEN, None
             self._backoff.pop(conn.addr, None)
             self._events.append(LinkEvent("connected", conn.addr, "", 0))
+            log.debug("connected to %s (fd %d)", conn.addr, conn.sock.fileno())
             if self._flush(conn) is False:
                 return False
         if conn.state == _OPEN:
@@ -1466,15 +1475,38 @@ class OnionLink:
 
     # -- endings
 
-    def _fail(self, conn, reason, code=None):
-        """An outbound connect failed: back off from that onion, drop what was queued for it."""
+    def _fail(self, conn, reason, new_route=False):
+        """An outbound connect failed: back off from that onion, drop what
+        was queued for it; new_route when tor's route to it may be stale."""
         now = time.monotonic()
         prev = self._backoff.get(conn.addr)
         delay = prev[1] if prev else self.retry_delay
         self._backoff[conn.addr] = (now + delay, min(delay * 2, self.max_retry_delay), reason)
+        log.debug("%s unreachable (fd %d): %s", conn.addr, conn.sock.fileno(), reason)
         self._drop(conn)
         self._events.append(LinkEvent("unreachable", conn.addr, reason, len(conn.frames)))
+        if new_route:
+            self._new_route(conn.addr)
         return False
+
+    def _new_route(self, onion):
+        """Make tor build a fresh route to onion next time. Tor attaches new
+        streams to an existing rendezvous circuit, even one that leads to a
+        host that lost power (its relays notice only minutes later), and
+        intro points can still accept introductions for a service that was
+        restarted, stalling every connect until a timeout. So: close tor's
+        circuits for that onion, and fetch its descriptor again (a restarted
+        service has published new intro points)."""
+        sid = onion[:-6]
+        try:
+            ctl = self.tor._ctl()
+            for line in ctl.getinfo("circuit-status")["circuit-status"].splitlines():
+                words = line.split(" ")
+                if "REND_QUERY=" + sid in words and words[0].isdigit():
+                    ctl.request("CLOSECIRCUIT " + words[0])  # 552 if it closed meanwhile: fine
+            ctl.command("HSFETCH " + sid)
+        except TorError as e:
+            log.debug("cannot reset tor's route to %s: %s", onion, e)
 
     def _lost(self, conn, reason):
         if conn.state != _OPEN:
@@ -1482,6 +1514,7 @@ class OnionLink:
         return self._close(conn, reason)
 
     def _close(self, conn, reason):
+        log.debug("connection %s closed (fd %d): %s", conn.addr, conn.sock.fileno(), reason)
         self._drop(conn)
         self._events.append(LinkEvent("closed", conn.addr, reason, len(conn.frames)))
         return False
@@ -1508,11 +1541,28 @@ class OnionLink:
         self._maintain()
         for conn in list(self._conns.values()):
             if conn.deadline is not None and now > conn.deadline:
-                self._fail(conn, "no connection through tor within %g s" % self.connect_timeout)
+                self._fail(conn, "no connection through tor within %g s" % self.connect_timeout, new_route=True)
             elif conn.state == _OPEN and not conn.frames and now - conn.last > self.idle_timeout:
                 self._close(conn, "idle for %g s" % self.idle_timeout)
         for onion in [o for o, b in self._backoff.items() if b[0] + self.max_retry_delay < now]:
             del self._backoff[onion]  # long past: forget it, so the table stays small
+
+    def disconnect(self, addr) -> int:
+        """Close the connection to addr (an onion or an InboundAddr), if
+        any, and return how many packets queued on it were dropped. For a
+        peer that stopped answering: a stream to a host that lost power can
+        stay open for minutes, swallowing packets; the next send() to an
+        onion opens a fresh connection."""
+        if isinstance(addr, InboundAddr):
+            conn = self._in.get(addr)
+        else:
+            conn = self._out.get(addr if str(addr).endswith(".onion") else "%s.onion" % addr)
+        if conn is None:
+            return 0
+        self._drop(conn)
+        if conn.out:
+            self._new_route(conn.addr)
+        return len(conn.frames)
 
     def close(self) -> None:
         """Close every connection and withdraw the onion service (tor keeps running)."""

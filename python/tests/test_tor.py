@@ -369,6 +369,18 @@ def test_tor_that_exits_at_start_is_reported(tmp_path):
 class StubControl:
     closed = False
 
+    def __init__(self):
+        self.commands = []
+        self.circuits = ""
+
+    def getinfo(self, key):
+        return {key: self.circuits}
+
+    def request(self, line):
+        self.commands.append(line)
+
+    command = request
+
     def add_event(self, *names):
         pass
 
@@ -511,7 +523,11 @@ def test_socks_errors_are_named_and_back_off(code, name):
 
 def test_connect_timeout_and_send_buffer_bound():
     socks = FakeSocks(silent=True)  # accepts, never answers
-    link = T.OnionLink(StubTor(socks.addr), connect_timeout=0.5, max_pending=1000, max_frame=500)
+    tor = StubTor(socks.addr)
+    tor.control.circuits = ("12 BUILT $A~a,$B~b PURPOSE=HS_CLIENT_REND HS_STATE=HSCR_READY REND_QUERY=%s\n"
+                            "13 BUILT $A~a PURPOSE=GENERAL\n"
+                            "14 BUILT $A~a PURPOSE=HS_CLIENT_REND REND_QUERY=%s" % (SID, "x" * 56))
+    link = T.OnionLink(tor, connect_timeout=0.5, max_pending=1000, max_frame=500)
     try:
         link.send(bytes(498), SID)
         with pytest.raises(T.LinkBusyError, match="send buffer for %s.onion full" % SID):
@@ -520,6 +536,8 @@ def test_connect_timeout_and_send_buffer_bound():
         _, events = pump(link, lambda g, e: e)
         assert 0.4 < time.monotonic() - t < 2
         assert events[0].kind == "unreachable" and "within 0.5 s" in events[0].reason and events[0].dropped == 1
+        # A stalled connect makes tor forget its route: close that onion's circuits, fetch the descriptor again.
+        assert tor.control.commands == ["CLOSECIRCUIT 12", "HSFETCH " + SID]
     finally:
         link.close()
         socks.close()
@@ -644,3 +662,27 @@ def test_receive_queue_is_bounded(served):
         got.append(r[0])
         assert len(link._rx) <= 3
     assert got == [b"%d" % i for i in range(10)]
+
+
+def test_disconnect(served):
+    link, tor = served
+    c = connect(link)
+    c.sendall(frame(b"hi"))
+    (_, token), = pump(link, lambda g, e: g)[0]
+    assert link.disconnect(token) == 0
+    assert c.recv(10) == b""
+    with pytest.raises(T.NotConnectedError):
+        link.send(b"x", token)
+    socks = FakeSocks()
+    tor.socks = socks.addr
+    try:
+        link.send(b"x", SID)
+        pump(link, lambda g, e: g)
+        assert link.disconnect(SID) == 0  # a peer that stopped answering: new stream, new tor route
+        assert tor.control.commands == ["HSFETCH " + SID]
+        assert link.disconnect(SID) == 0
+        link.send(b"y", SID)
+        pump(link, lambda g, e: g)
+        assert len(socks.requests) == 2
+    finally:
+        socks.close()
