@@ -37,7 +37,7 @@ log = logging.getLogger("loramesh.tor")
 __all__ = [
     "TorError", "TorNotInstalledError", "TorStartError", "BootstrapError", "ControlError",
     "ControlConnectError", "ControlAuthError", "ControlProtocolError", "ControlReplyError",
-    "ControlTimeoutError", "OnionLinkError", "SocksError", "OnionUnreachableError", "LinkBusyError",
+    "ControlTimeoutError", "OnionLinkError", "OnionUnreachableError", "LinkBusyError",
     "NotConnectedError", "TorControl", "TorProcess", "OnionLink", "Reply", "Event", "LinkEvent",
     "InboundAddr", "wipe", "generate_onion_key", "onion_address_from_public_key", "parse_onion_address",
     "SOCKS_REPLIES",
@@ -92,15 +92,6 @@ class ControlTimeoutError(ControlError):
 
 class OnionLinkError(TorError):
     """A send on an OnionLink that cannot be done now."""
-
-
-class SocksError(OnionLinkError):
-    """Tor's SOCKS port refused a connection; ``reply`` is the SOCKS5 code."""
-
-    def __init__(self, reply, target):
-        self.reply = reply
-        self.reply_name = SOCKS_REPLIES.get(reply, "unknown reply")
-        super().__init__("tor could not connect to %s: SOCKS5 reply 0x%02X (%s)" % (target, reply, self.reply_name))
 
 
 class OnionUnreachableError(OnionLinkError):
@@ -1023,10 +1014,12 @@ class TorProcess:
                 last, since = progress, now
             where = " (see %s)" % self._path("tor.log") if self.data_dir else ""
             if now - since >= stall:
-                raise BootstrapError("tor bootstrap stuck at %d%% for %d s (%s: %s): can tor reach its directory "
-                                     "servers? check the network and the clock%s" % (progress, stall, tag, summary, where))
+                raise BootstrapError("tor bootstrap stuck at %d%% for %d s (%s: %s): can tor reach its "
+                                     "directory servers? check the network and the clock%s"
+                                     % (progress, stall, tag, summary, where))
             if now - t0 >= timeout:
-                raise BootstrapError("tor bootstrap at %d%% after %d s (%s: %s)%s" % (progress, timeout, tag, summary, where))
+                raise BootstrapError("tor bootstrap at %d%% after %d s (%s: %s)%s"
+                                     % (progress, timeout, tag, summary, where))
             time.sleep(0.25)
 
     def socks_address(self) -> tuple:
@@ -1148,11 +1141,13 @@ class OnionLink:
     connection idle for idle_timeout seconds is closed. Failures after
     send() returned are reported by events().
 
-    Peers that vanish: a connect that times out or fails at introduction
-    or rendezvous makes tor close its circuits to that onion and fetch its
-    descriptor again, since both can point at a host that is gone. A stream
-    to a host that lost power can stay open for minutes, swallowing
-    packets: when a peer stops acknowledging, call disconnect(addr).
+    Peers that vanish: when a peer's tor dies (crash, power cut), our tor
+    often keeps the stream open and packets sent on it are lost, so the
+    caller must watch its acknowledgements and call disconnect(addr) when
+    they stop (the framing has no keepalive to notice it here). A connect
+    that times out or fails at introduction or rendezvous, and disconnect(),
+    make tor close its circuits to that onion and fetch its descriptor
+    again, since both can point at a host that is gone.
     """
 
     DEFAULT_PORT = 7464  # virtual onion port both sides use
@@ -1436,9 +1431,9 @@ class OnionLink:
             if conn.rbuf[0] != 5:
                 return self._fail(conn, "not a SOCKS5 reply from tor's SOCKS port")
             if conn.rbuf[1] != 0:
-                e = SocksError(conn.rbuf[1], conn.addr)
-                return self._fail(conn, "SOCKS5 reply 0x%02X (%s)" % (e.reply, e.reply_name),
-                                  new_route=e.reply in (0xF2, 0xF3, 0xF7))
+                code = conn.rbuf[1]
+                name = SOCKS_REPLIES.get(code, "unknown reply")
+                return self._fail(conn, "SOCKS5 reply 0x%02X (%s)" % (code, name), new_route=code in (0xF2, 0xF3, 0xF7))
             if len(conn.rbuf) < 5:
                 return True
             atyp = conn.rbuf[3]
@@ -1550,9 +1545,8 @@ class OnionLink:
     def disconnect(self, addr) -> int:
         """Close the connection to addr (an onion or an InboundAddr), if
         any, and return how many packets queued on it were dropped. For a
-        peer that stopped answering: a stream to a host that lost power can
-        stay open for minutes, swallowing packets; the next send() to an
-        onion opens a fresh connection."""
+        peer that stopped acknowledging: the next send() to an onion opens
+        a fresh connection over a fresh tor route."""
         if isinstance(addr, InboundAddr):
             conn = self._in.get(addr)
         else:
