@@ -11,7 +11,7 @@ DEBS := softhsm2 opensc swtpm swtpm-tools tpm2-tools tpm2-openssl python3-pytest
 FUZZTIME ?= 3s
 LIB := build/libloramesh.so
 
-.PHONY: all build lib deps test gotest pytest fuzz run bench vet clean
+.PHONY: all build lib deps test gotest pytest tortest fuzz run bench vet clean
 
 all: build lib
 
@@ -38,7 +38,7 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt: $$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
 
-test: deps vet lib gotest fuzz pytest
+test: deps vet lib gotest fuzz pytest tortest
 
 gotest:
 	$(GO) test -race -count=1 ./...
@@ -57,6 +57,11 @@ pytest: lib
 		echo "pytest with $(PYTHON) ($$($(PYTHON) --version))"; \
 		LORAMESH_LIB=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/python $(PYTHON) -m pytest -q python/tests; \
 	fi
+
+# The onion link on a private Tor network, in a network namespace of its own
+# (tests/tor/README.md). Needs root, or unprivileged user namespaces.
+tortest: deps
+	$(PYTHON) tests/tor/run.py -q
 
 run: deps lib
 	@if [ -x tests/run_demo.sh ]; then tests/run_demo.sh; else $(GO) run ./cmd/demo; fi
