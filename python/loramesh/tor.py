@@ -869,22 +869,23 @@ class TorProcess:
         if self.data_dir is None:
             raise InvalidArgumentError("TorProcess needs a data directory (or use TorProcess.attach)")
         exe = find_tor(self.tor)
-        os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
-        os.chmod(self.data_dir, 0o700)  # it will hold tor's keys and the cookie: ours alone
-        empty = self._path("torrc-defaults")
-        with open(empty, "w"):
-            pass
-        with open(self._path("torrc"), "w") as f:
-            f.write(self._torrc())
-        port_file = self._path("control.port")
+        empty, port_file, logfile = self._path("torrc-defaults"), self._path("control.port"), self._path("tor.log")
         try:
-            os.unlink(port_file)  # so we never read the previous run's port
-        except FileNotFoundError:
-            pass
-        logfile = self._path("tor.log")
-        if os.path.exists(logfile):
-            os.replace(logfile, logfile + ".1")
-        with open(logfile, "wb") as out:
+            os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
+            os.chmod(self.data_dir, 0o700)  # it will hold tor's keys and the cookie: ours alone
+            with open(empty, "w"):
+                pass
+            with open(self._path("torrc"), "w") as f:
+                f.write(self._torrc())
+            if os.path.exists(port_file):
+                os.unlink(port_file)  # so we never read the previous run's port
+            if os.path.exists(logfile):
+                os.replace(logfile, logfile + ".1")
+            out = open(logfile, "wb")
+        except OSError as e:
+            raise TorStartError("cannot prepare tor's data directory %s: %s: choose a directory this user can "
+                                "write" % (self.data_dir, e.strerror or e)) from None
+        with out:
             self.proc = subprocess.Popen([exe, "--defaults-torrc", empty, "-f", self._path("torrc")],
                                          cwd=self.data_dir, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -910,8 +911,8 @@ class TorProcess:
                 lines = f.read().splitlines()
         except OSError:
             return ""
-        bad = [l for l in lines if "[err]" in l or "[warn]" in l] or lines
-        return bad[-1].strip()[:300] if bad else ""
+        bad = [l for l in lines if ("[err]" in l or "[warn]" in l) and "see warnings above" not in l] or lines
+        return bad[-1].strip().split("] ", 1)[-1][:300] if bad else ""  # without the time stamp
 
     def _wait_port_file(self, path, deadline) -> str:
         while True:
@@ -992,7 +993,7 @@ class TorProcess:
 
     def _ctl(self) -> TorControl:
         if self.control is None or self.control.closed:
-            raise TorError("tor is not running (stopped, or restarting after it exited)")
+            raise TorError("tor is not running: start() it first (or it is restarting after it exited)")
         return self.control
 
     def bootstrap_progress(self) -> int:

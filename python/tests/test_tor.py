@@ -350,6 +350,15 @@ def test_tor_not_installed(tmp_path, monkeypatch):
         T.TorProcess(str(tmp_path / "tor")).start()
 
 
+def test_unusable_data_dir(tmp_path):
+    fake = tmp_path / "tor"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(T.TorStartError, match="cannot prepare tor's data directory .*file/d: .*this user can write"):
+        T.TorProcess(str(tmp_path / "file" / "d"), tor=str(fake)).start()
+
+
 def test_bad_torrc_lines_refused(tmp_path):
     with pytest.raises(InvalidArgumentError, match="single-line"):
         T.TorProcess(str(tmp_path), ["SocksPort 0\nControlPort 9051"])
