@@ -21,6 +21,7 @@ import ctypes
 import errno
 import hashlib
 import hmac
+import itertools
 import logging
 import os
 import select
@@ -672,28 +673,26 @@ class TorControl:
         self.command("SETEVENTS " + " ".join(sorted(want)))
         self._event_names = want
 
+    def _event(self, deadline):
+        """The next event from the socket, None on timeout; a reply nobody asked for is a protocol error."""
+        rep = self._next(deadline)
+        if rep is not None and not isinstance(rep, Event):
+            self._fail(ControlProtocolError("reply without a command from %s: %r" % (self.addr, rep)))
+        return rep
+
     def drain(self) -> None:
         """Queue the events that have arrived, without waiting (raises if tor closed the connection)."""
         while True:
-            rep = self._next(None)  # parses after each read, so the buffer stays bounded
-            if rep is None:
+            ev = self._event(None)  # parses after each read, so the buffer stays bounded
+            if ev is None:
                 return
-            if not isinstance(rep, Event):
-                self._fail(ControlProtocolError("reply without a command from %s: %r" % (self.addr, rep)))
-            self.events.append(rep)
+            self.events.append(ev)
 
     def next_event(self, timeout: float = 0.0):
         """The oldest queued event, reading the socket for up to timeout s; or None."""
         if self.events:
             return self.events.popleft()
-        deadline = time.monotonic() + timeout if timeout > 0 else None
-        while True:
-            rep = self._next(deadline)
-            if rep is None:
-                return None
-            if isinstance(rep, Event):
-                return rep
-            self._fail(ControlProtocolError("reply without a command from %s: %r" % (self.addr, rep)))
+        return self._event(time.monotonic() + timeout if timeout > 0 else None)
 
     def wait_event(self, pred, timeout: float):
         """The first event (queued or new) for which pred(event) is true,
@@ -706,17 +705,10 @@ class TorControl:
         seen = []
         try:
             while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                rep = self._next(deadline)
-                if rep is None:
-                    return None
-                if not isinstance(rep, Event):
-                    self._fail(ControlProtocolError("reply without a command from %s: %r" % (self.addr, rep)))
-                if pred(rep):
-                    return rep
-                seen.append(rep)
+                ev = self._event(deadline)
+                if ev is None or pred(ev):
+                    return ev
+                seen.append(ev)
         finally:
             self.events.extend(seen)
 
@@ -1256,6 +1248,8 @@ class OnionLink:
         NotConnectedError (that inbound connection is gone),
         OnionUnreachableError (the onion failed recently: retry later),
         LinkBusyError (buffer or connection limit reached)."""
+        if not isinstance(packet, (bytes, bytearray, memoryview)):
+            raise InvalidArgumentError("a packet is bytes, got %s" % type(packet).__name__)
         n = len(packet)
         if not 1 <= n <= self.max_frame:
             raise InvalidArgumentError("packet of %d bytes: the onion link carries 1..%d" % (n, self.max_frame))
@@ -1301,7 +1295,7 @@ class OnionLink:
 
     def _flush(self, conn):
         while conn.frames:
-            bufs = [memoryview(conn.frames[0])[conn.sent:]] + list(conn.frames)[1:64]
+            bufs = [memoryview(conn.frames[0])[conn.sent:]] + list(itertools.islice(conn.frames, 1, 64))
             try:
                 n = conn.sock.sendmsg(bufs)
             except (BlockingIOError, InterruptedError):

@@ -575,6 +575,8 @@ def test_bad_sends():
             link.send(b"", SID)
         with pytest.raises(InvalidArgumentError, match="not a v3 onion"):
             link.send(b"x", "example.com")
+        with pytest.raises(InvalidArgumentError, match="a packet is bytes"):
+            link.send("text", SID)
         with pytest.raises(T.NotConnectedError, match="inbound#7 is closed"):
             link.send(b"x", T.InboundAddr(7))
     finally:
