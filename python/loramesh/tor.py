@@ -131,7 +131,8 @@ SOCKS_REPLIES = {
 # ---- secrets ------------------------------------------------------------
 
 def wipe(buf: bytearray) -> None:
-    """Zero a bytearray in place with memset (a C call the interpreter cannot skip)."""
+    """Zero a bytearray in place with memset (a C call the interpreter cannot skip).
+    Not loramesh.secure_wipe: that loads libloramesh, which this module must not need."""
     if not isinstance(buf, bytearray):
         raise TypeError("wipe needs a bytearray (bytes and str cannot be wiped)")
     n = len(buf)
