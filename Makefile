@@ -5,9 +5,10 @@ SHELL := /bin/bash
 GO ?= go
 # runtime/secret erases what the primitives leave on stacks and heaps.
 export GOEXPERIMENT := runtimesecret
+export LORAMESH_REQUIRE_ERASURE := 1
 # Debian's interpreter, which has python3-pytest (the default python3 may not).
 PYTHON ?= /usr/bin/python3
-DEBS := softhsm2 opensc swtpm swtpm-tools tpm2-tools tpm2-openssl python3-pytest python3-serial python3-setuptools gcc libc6-dev python3-wheel tor
+DEBS := softhsm2 opensc swtpm swtpm-tools tpm2-tools tpm2-openssl python3-pytest python3-serial python3-setuptools gcc libc6-dev python3-wheel python3-venv socat tor
 FUZZTIME ?= 3s
 LIB := build/libloramesh.so
 

@@ -4,7 +4,7 @@ go 1.26.0
 
 require (
 	filippo.io/edwards25519 v1.2.0
-	github.com/awnumar/memguard v0.23.0
+	filippo.io/nistec v0.0.4
 	github.com/flynn/noise v1.1.0
 	github.com/foxboron/go-tpm-keyfiles v0.0.0-20251226215517-609e4778396f
 	github.com/fxamacker/cbor/v2 v2.10.0
@@ -15,7 +15,6 @@ require (
 )
 
 require (
-	github.com/awnumar/memcall v0.4.0 // indirect
 	github.com/google/go-tpm-tools v0.4.11 // indirect
 	github.com/x448/float16 v0.8.4 // indirect
 )

@@ -7,12 +7,10 @@ package main
 import "C"
 
 import (
-	"encoding/binary"
-	"fmt"
+	"errors"
 	"unsafe"
 
-	"github.com/loramesh/loramesh-core/core"
-	"golang.org/x/sys/unix"
+	"github.com/loramesh/loramesh-core/internal/secret"
 )
 
 // maxInput bounds any input length, so a garbage length cannot make the
@@ -117,107 +115,21 @@ func simpleString(fn string, o out, s string) C.int {
 	return ok
 }
 
-// Wire sizes. A packet is the canonical CBOR array [kind, body] with kind
-// below 24 (docs/PROTOCOL.md): 0x82, kind, a byte-string header, body.
+// The C ABI's payload limits (LM_MAX_PAYLOAD, LM_MAX_INIT_PAYLOAD): one
+// bound for every suite, below each of core's per-suite limits
+// (TestLimitsWithinCore), so C callers need no suite arithmetic.
 const (
-	tagSize    = 16 // ChaCha20-Poly1305
-	maxPayload = 65535 - 64
-	// maxInitPayload keeps message 1 within Noise's 65535 bytes in both
-	// suites: 2*33 (e, s) + 2*16 (tags) + payload. core.Initiate accepts up
-	// to maxPayload, but its own Respond refuses the resulting packets as
-	// too long (reported as a core bug).
-	maxInitPayload = 65535 - 2*33 - 2*tagSize
-	transportHdr   = 2 // truncated message number
+	maxPayload     = 65535 - 64
+	maxInitPayload = 65535 - 2*33 - 2*16
 )
 
-func bstrHeader(n int) int {
-	switch {
-	case n < 24:
-		return 1
-	case n < 1<<8:
-		return 2
-	case n < 1<<16:
-		return 3
-	}
-	return 5
-}
-
-func packetSize(body int) int { return 2 + bstrHeader(body) + body }
-
-// packetBody parses the framing of a canonical packet: its kind and body
-// length. It only sizes outputs; core decodes strictly.
-func packetBody(p []byte) (k int, body int, good bool) {
-	if len(p) < 3 || p[0] != 0x82 || p[1] >= 24 || p[2]>>5 != 2 {
-		return 0, 0, false
-	}
-	ai, h := int(p[2]&31), 1
-	switch {
-	case ai < 24:
-		body = ai
-	case ai == 24 && len(p) >= 4:
-		body, h = int(p[3]), 2
-	case ai == 25 && len(p) >= 5:
-		body, h = int(binary.BigEndian.Uint16(p[3:])), 3
-	case ai == 26 && len(p) >= 7:
-		body, h = int(binary.BigEndian.Uint32(p[3:])), 5
-	default:
-		return 0, 0, false
-	}
-	if 2+h+body != len(p) {
-		return 0, 0, false
-	}
-	return int(p[1]), body, true
-}
-
-// encryptSize is the exact transport packet size for n bytes of plaintext.
-func encryptSize(n int) int { return packetSize(transportHdr + n + tagSize) }
-
-// locked is a copy of a caller's secret in an mlocked, MADV_DONTDUMP page
-// of its own, wiped and unmapped by free. Go-side code reads it through
-// bytes(); nothing else holds the caller's pointer.
-type locked struct {
-	mem []byte
-	n   int
-}
-
-func newLocked(p *C.uint8_t, n C.size_t) (*locked, error) {
+// lockedInput copies a caller's secret into locked pages of its own; the
+// caller frees it. Go-side code reads it through Bytes(); nothing else holds
+// the caller's pointer.
+func lockedInput(p *C.uint8_t, n C.size_t) (*secret.Buffer, error) {
 	src, good := view(p, n)
 	if !good {
-		return nil, fmt.Errorf("NULL secret or bad length")
+		return nil, errors.New("NULL secret or bad length")
 	}
-	if n == 0 {
-		return &locked{}, nil
-	}
-	pg := unix.Getpagesize()
-	size := (int(n) + pg - 1) / pg * pg
-	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	if err != nil {
-		return nil, fmt.Errorf("%w: mmap: %v", core.ErrLockedMemory, err)
-	}
-	if err := unix.Mlock(mem); err != nil {
-		_ = unix.Munmap(mem)
-		return nil, fmt.Errorf("%w: mlock: %v", core.ErrLockedMemory, err)
-	}
-	_ = unix.Madvise(mem, unix.MADV_DONTDUMP)
-	_ = unix.Madvise(mem, unix.MADV_WIPEONFORK)
-	copy(mem, src)
-	return &locked{mem: mem, n: int(n)}, nil
-}
-
-// bytes is the secret, or nil when empty.
-func (l *locked) bytes() []byte {
-	if l.n == 0 {
-		return nil
-	}
-	return l.mem[:l.n]
-}
-
-func (l *locked) free() {
-	if l == nil || l.mem == nil {
-		return
-	}
-	core.Wipe(l.mem)
-	_ = unix.Munlock(l.mem)
-	_ = unix.Munmap(l.mem)
-	l.mem, l.n = nil, 0
+	return secret.NewBuffer(src)
 }

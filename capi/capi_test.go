@@ -35,7 +35,8 @@ func TestCodesMatchHeader(t *testing.T) {
 		"LM_ERR_EXISTS": int(errExists), "LM_ERR_HANDLE": int(errHandle), "LM_ERR_LOCKED_MEMORY": int(errLockedMemory),
 		"LM_ERR_UNKNOWN_PEER": int(errUnknownPeer), "LM_ERR_TOO_OLD": int(errTooOld), "LM_ERR_STATE": int(errState),
 		"LM_ERR_BAD_CARD": int(errBadCard), "LM_ERR_VERSION": int(errVersion), "LM_ERR_INVALID_KEY": int(errInvalidKey),
-		"LM_ERR_INTERNAL": int(errInternal),
+		"LM_ERR_INTERNAL": int(errInternal), "LM_ERR_IN_USE": int(errInUse), "LM_ERR_KEY_CHANGED": int(errKeyChanged),
+		"LM_ERR_CONFLICT": int(errConflict), "LM_ERR_FULL": int(errFull),
 	}
 	got := map[string]int{}
 	for _, m := range regexp.MustCompile(`(?m)^\s*(LM_(?:OK|ERR_[A-Z_]+)) = (\d+),?`).FindAllStringSubmatch(h, -1) {
@@ -50,12 +51,18 @@ func TestCodesMatchHeader(t *testing.T) {
 		}
 	}
 	macro := func(name string) int {
-		m := regexp.MustCompile(`#define ` + name + ` (\d+)`).FindStringSubmatch(h)
+		m := regexp.MustCompile(`#define ` + name + ` (0x[0-9a-f]+|\d+)`).FindStringSubmatch(h)
 		if m == nil {
 			t.Fatalf("no %s in header", name)
 		}
-		v, _ := strconv.Atoi(m[1])
-		return v
+		v, _ := strconv.ParseInt(m[1], 0, 64)
+		return int(v)
+	}
+	for name, k := range map[string]core.Kind{"LM_PACKET_INIT_X25519": core.KindInitX25519, "LM_PACKET_INIT_P256": core.KindInitP256,
+		"LM_PACKET_RESPONSE": core.KindResponse, "LM_PACKET_TRANSPORT": core.KindTransport, "LM_PACKET_CARD": core.KindCard} {
+		if macro(name) != int(k) {
+			t.Errorf("%s differs from core", name)
+		}
 	}
 	if macro("LM_ABI_VERSION") != abiVersion {
 		t.Error("LM_ABI_VERSION differs from abiVersion")
@@ -63,8 +70,8 @@ func TestCodesMatchHeader(t *testing.T) {
 	if macro("LM_MAX_PAYLOAD") != maxPayload {
 		t.Error("LM_MAX_PAYLOAD differs")
 	}
-	if macro("LM_MAX_OVERHEAD") != encryptSize(maxPayload)-maxPayload {
-		t.Errorf("LM_MAX_OVERHEAD: %d", encryptSize(maxPayload)-maxPayload)
+	if macro("LM_MAX_OVERHEAD") != core.EncryptedSize(maxPayload)-maxPayload {
+		t.Errorf("LM_MAX_OVERHEAD: %d", core.EncryptedSize(maxPayload)-maxPayload)
 	}
 	if macro("LM_MAX_INIT_PAYLOAD") != maxInitPayload {
 		t.Error("LM_MAX_INIT_PAYLOAD differs")
@@ -74,58 +81,22 @@ func TestCodesMatchHeader(t *testing.T) {
 	}
 }
 
-// TestSizesMatchCore: the sizes capi computes before acting are the sizes
-// core produces, at every framing boundary.
-func TestSizesMatchCore(t *testing.T) {
+// TestLimitsWithinCore: the C ABI's one payload bound for every suite is
+// within each of core's per-suite limits, and the largest message 1 it lets
+// through is one core's responder reads.
+func TestLimitsWithinCore(t *testing.T) {
 	a, _ := memory.Generate()
 	b, _ := memory.Generate()
-	k, _ := b.DHPublic(1)
-	for _, n := range []int{0, 1, 5, 6, 7, 23, 24, 100, 200, 205, 206, 207, 237, 238, 239, 240, 1000,
-		maxInitPayload, maxPayload} {
-		pl := make([]byte, n)
-		n1 := min(n, maxInitPayload)
-		in, m1, err := core.Initiate(a, k, pl[:n1], nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if packetSize(2*32+2*tagSize+n1) != len(m1) {
-			t.Fatalf("msg1 with %d-byte payload: computed %d, core %d", n1, packetSize(2*32+2*tagSize+n1), len(m1))
-		}
-		if kd, body, good := packetBody(m1); !good || kd != 1 || body-2*32-2*tagSize != n1 {
-			t.Fatalf("packetBody(msg1 of %d): %v %v %v", n1, kd, body, good)
-		}
-		s, _, m2, err := core.NewResponder(b, nil).Respond(m1, pl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if packetSize(32+tagSize+n) != len(m2) {
-			t.Fatalf("msg2: computed %d, core %d", packetSize(32+tagSize+n), len(m2))
-		}
-		if _, body, good := packetBody(m2); !good || body-32-tagSize != n {
-			t.Fatalf("packetBody(msg2 of %d)", n)
-		}
-		p, err := s.Encrypt(pl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if encryptSize(n) != len(p) {
-			t.Fatalf("transport of %d: computed %d, core %d", n, encryptSize(n), len(p))
-		}
-		if _, body, good := packetBody(p); !good || body-transportHdr-tagSize != n {
-			t.Fatalf("packetBody(transport of %d)", n)
-		}
-		s.Close()
-		in.Close()
-	}
-	// The largest message 1 capi lets through is one core's responder reads,
-	// in both suites.
 	for _, suite := range []keystore.Suite{keystore.X25519, keystore.P256} {
+		if maxInitPayload > core.MaxInitPayload(suite) || maxPayload > core.MaxReplyPayload(suite) || maxPayload > core.MaxPlaintext {
+			t.Fatalf("%v: C ABI limits above core's", suite)
+		}
 		k, _ := b.DHPublic(suite)
 		in, m1, err := core.Initiate(a, k, make([]byte, maxInitPayload), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, _, err := core.NewResponder(b, nil).Respond(m1, nil); err != nil {
+		if _, _, _, err := core.NewResponder(b, nil).Respond(m1, make([]byte, maxPayload)); err != nil {
 			t.Errorf("%v: largest msg1 refused: %v", suite, err)
 		}
 		in.Close()
@@ -189,8 +160,8 @@ func TestCodeOf(t *testing.T) {
 		{core.ErrVersion, errVersion},
 		{core.ErrMalformed, errMalformed},
 		{fmt.Errorf("%w: %w", core.ErrBadCard, core.ErrMalformed), errBadCard},
-		{keystore.ErrAuth, errPIN},
-		{keystore.ErrLocked, errLocked},
+		{keystore.ErrWrongPIN, errPIN},
+		{keystore.ErrLockedOut, errLocked},
 		{keystore.ErrNotFound, errNotFound},
 		{pkcs11.ErrTokenNotFound, errNotFound},
 		{keystore.ErrExists, errExists},

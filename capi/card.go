@@ -7,43 +7,26 @@ package main
 import "C"
 
 import (
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
+	"fmt"
 
 	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/keystore"
 )
 
 // maxCard bounds card input: a card is one packet.
 const maxCard = 65535 + 16
 
-func getCard(h C.uint64_t) (*core.Card, bool) {
-	v, found := lookup(h, kindCard)
-	if !found {
-		return nil, false
-	}
-	return v.(*core.Card), true
-}
-
 //export lm_card_create
 func lm_card_create(h C.uint64_t, name *C.char, buf *C.uint8_t, n *C.size_t) (rc C.int) {
 	defer guard(&rc)
-	const fn = "lm_card_create"
 	nm, good := goString(name)
-	o := outBuf(buf, n)
-	if !good || !o.valid() {
-		return failf(errInvalidArg, "%s: NULL argument", fn)
-	}
-	id, found := getIdentity(h)
-	if !found {
-		return badHandle(fn)
+	if !good {
+		return failf(errInvalidArg, "lm_card_create: NULL name")
 	}
 	// Making a card changes no state, so the size is learnt by making it.
-	c, err := core.NewCard(id, nm)
-	if err != nil {
-		return fail(err, errKeystore)
-	}
-	return simple(fn, o, c)
+	return getBytes("lm_card_create", h, kindIdentity, buf, n, func(id keystore.Identity) ([]byte, error) {
+		return core.NewCard(id, nm)
+	})
 }
 
 //export lm_card_parse
@@ -68,72 +51,42 @@ func lm_card_parse(card *C.uint8_t, n C.size_t, h *C.uint64_t) (rc C.int) {
 //export lm_card_fingerprint
 func lm_card_fingerprint(h C.uint64_t, buf *C.char, n *C.size_t) (rc C.int) {
 	defer guard(&rc)
-	const fn = "lm_card_fingerprint"
-	o := outStr(buf, n)
-	if !o.valid() {
-		return failf(errInvalidArg, "%s: NULL buffer", fn)
-	}
-	c, found := getCard(h)
-	if !found {
-		return badHandle(fn)
-	}
-	return simpleString(fn, o, c.Fingerprint())
+	return getString("lm_card_fingerprint", h, kindCard, buf, n, func(c *core.Card) (string, error) {
+		return c.Fingerprint(), nil
+	})
 }
 
 //export lm_card_name
 func lm_card_name(h C.uint64_t, buf *C.char, n *C.size_t) (rc C.int) {
 	defer guard(&rc)
-	const fn = "lm_card_name"
-	o := outStr(buf, n)
-	if !o.valid() {
-		return failf(errInvalidArg, "%s: NULL buffer", fn)
-	}
-	c, found := getCard(h)
-	if !found {
-		return badHandle(fn)
-	}
-	return simpleString(fn, o, c.Name)
+	return getString("lm_card_name", h, kindCard, buf, n, func(c *core.Card) (string, error) {
+		return c.Name, nil
+	})
 }
 
 //export lm_card_signing_key
 func lm_card_signing_key(h C.uint64_t, buf *C.uint8_t, n *C.size_t) (rc C.int) {
 	defer guard(&rc)
-	const fn = "lm_card_signing_key"
-	o := outBuf(buf, n)
-	if !o.valid() {
-		return failf(errInvalidArg, "%s: NULL buffer", fn)
-	}
-	c, found := getCard(h)
-	if !found {
-		return badHandle(fn)
-	}
-	switch k := c.SigningKey.(type) {
-	case ed25519.PublicKey:
-		return simple(fn, o, k)
-	case *ecdsa.PublicKey:
-		return simple(fn, o, elliptic.MarshalCompressed(k.Curve, k.X, k.Y))
-	}
-	return failf(errInternal, "%s: unexpected signing key type", fn)
+	return getBytes("lm_card_signing_key", h, kindCard, buf, n, func(c *core.Card) ([]byte, error) {
+		return c.SigningKey().Bytes(), nil
+	})
 }
 
 //export lm_card_dh_key
 func lm_card_dh_key(h C.uint64_t, suite C.int, buf *C.uint8_t, n *C.size_t) (rc C.int) {
 	defer guard(&rc)
 	const fn = "lm_card_dh_key"
-	o := outBuf(buf, n)
 	s, good := suiteArg(suite)
-	if !o.valid() || !good {
-		return failf(errInvalidArg, "%s: NULL buffer or unknown suite", fn)
+	if !good {
+		return failf(errInvalidArg, "%s: unknown suite", fn)
 	}
-	c, found := getCard(h)
-	if !found {
-		return badHandle(fn)
-	}
-	k, has := c.DHKey(s)
-	if !has {
-		return failf(errUnsupported, "%s: the card has no key for this suite", fn)
-	}
-	return simple(fn, o, k.Bytes())
+	return getBytes(fn, h, kindCard, buf, n, func(c *core.Card) ([]byte, error) {
+		k, has := c.DHKey(s)
+		if !has {
+			return nil, fmt.Errorf("%s: the card has no key for this suite: %w", fn, keystore.ErrUnsupportedSuite)
+		}
+		return k.Bytes(), nil
+	})
 }
 
 //export lm_card_choose_suite
@@ -143,8 +96,8 @@ func lm_card_choose_suite(a, b C.uint64_t, suite *C.int) (rc C.int) {
 	if suite == nil {
 		return failf(errInvalidArg, "%s: NULL suite", fn)
 	}
-	ca, found1 := getCard(a)
-	cb, found2 := getCard(b)
+	ca, found1 := get[*core.Card](a, kindCard)
+	cb, found2 := get[*core.Card](b, kindCard)
 	if !found1 || !found2 {
 		return badHandle(fn)
 	}
@@ -159,8 +112,5 @@ func lm_card_choose_suite(a, b C.uint64_t, suite *C.int) (rc C.int) {
 //export lm_card_close
 func lm_card_close(h C.uint64_t) (rc C.int) {
 	defer guard(&rc)
-	if _, found := release(h, kindCard); !found {
-		return badHandle("lm_card_close")
-	}
-	return ok
+	return closeHandle[*core.Card]("lm_card_close", h, kindCard, nil)
 }

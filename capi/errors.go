@@ -47,7 +47,11 @@ const (
 	errVersion        C.int = 19
 	errInvalidKey     C.int = 20
 	errInternal       C.int = 21
-	numCodes                = 22
+	errInUse          C.int = 22
+	errKeyChanged     C.int = 23
+	errConflict       C.int = 24
+	errFull           C.int = 25
+	numCodes                = 26
 )
 
 var codeNames = [numCodes]string{
@@ -73,6 +77,10 @@ var codeNames = [numCodes]string{
 	errVersion:        "unsupported version or packet kind",
 	errInvalidKey:     "invalid public key",
 	errInternal:       "internal error",
+	errInUse:          "in use by another process",
+	errKeyChanged:     "contact's key changed",
+	errConflict:       "key belongs to another contact or to this node",
+	errFull:           "queue full",
 }
 
 // errorStrings are C copies of codeNames, made on first use and never freed.
@@ -146,6 +154,9 @@ func fail(err error, def C.int) C.int {
 // several sentinels (a bad card wraps ErrMalformed; pkcs11 errors wrap
 // keystore ones).
 func codeOf(err error, def C.int) C.int {
+	if code, found := engineCode(err); found {
+		return code
+	}
 	switch {
 	case err == nil:
 		return ok
@@ -169,9 +180,9 @@ func codeOf(err error, def C.int) C.int {
 		return errVersion
 	case errors.Is(err, core.ErrMalformed):
 		return errMalformed
-	case errors.Is(err, keystore.ErrAuth):
+	case errors.Is(err, keystore.ErrWrongPIN):
 		return errPIN
-	case errors.Is(err, keystore.ErrLocked):
+	case errors.Is(err, keystore.ErrLockedOut):
 		return errLocked
 	case errors.Is(err, keystore.ErrNotFound):
 		return errNotFound

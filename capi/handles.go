@@ -22,6 +22,7 @@ const (
 	kindResponder
 	kindInitiator
 	kindSession
+	kindEngine
 )
 
 type entry struct {
@@ -84,4 +85,77 @@ func release(h C.uint64_t, k kind) (any, bool) {
 
 func badHandle(fn string) C.int {
 	return failf(errHandle, "%s: unknown, closed or wrong-kind handle", fn)
+}
+
+// get returns the object behind h, which must be of kind k and type T.
+func get[T any](h C.uint64_t, k kind) (T, bool) {
+	v, found := lookup(h, k)
+	t, isT := v.(T)
+	return t, found && isT
+}
+
+// closeHandle releases h (of kind k) and closes its object with close, if
+// given. Closing twice gives LM_ERR_HANDLE the second time.
+func closeHandle[T any](fn string, h C.uint64_t, k kind, close func(T) error) C.int {
+	v, found := release(h, k)
+	if !found {
+		return badHandle(fn)
+	}
+	if close != nil {
+		if err := close(v.(T)); err != nil {
+			return fail(err, errKeystore)
+		}
+	}
+	return ok
+}
+
+// getBytes writes what f returns for the object behind h to the caller's
+// buffer (output buffer rule).
+func getBytes[T any](fn string, h C.uint64_t, k kind, buf *C.uint8_t, n *C.size_t, f func(T) ([]byte, error)) C.int {
+	o := outBuf(buf, n)
+	if !o.valid() {
+		return failf(errInvalidArg, "%s: NULL buffer", fn)
+	}
+	v, found := get[T](h, k)
+	if !found {
+		return badHandle(fn)
+	}
+	b, err := f(v)
+	if err != nil {
+		return fail(err, errInternal)
+	}
+	return simple(fn, o, b)
+}
+
+// getString writes what f returns, NUL terminated, to the caller's buffer.
+func getString[T any](fn string, h C.uint64_t, k kind, buf *C.char, n *C.size_t, f func(T) (string, error)) C.int {
+	o := outStr(buf, n)
+	if !o.valid() {
+		return failf(errInvalidArg, "%s: NULL buffer", fn)
+	}
+	v, found := get[T](h, k)
+	if !found {
+		return badHandle(fn)
+	}
+	s, err := f(v)
+	if err != nil {
+		return fail(err, errInternal)
+	}
+	return simpleString(fn, o, s)
+}
+
+// inOut checks an input (p, n) and an output buffer and looks h up: the
+// common start of the exports that turn bytes into bytes with an object.
+func inOut[T any](fn string, h C.uint64_t, k kind, p *C.uint8_t, n C.size_t, buf *C.uint8_t, bn *C.size_t) (T, []byte, out, C.int) {
+	var zero T
+	in, good := view(p, n)
+	o := outBuf(buf, bn)
+	if !good || !o.valid() {
+		return zero, nil, o, failf(errInvalidArg, "%s: NULL argument", fn)
+	}
+	v, found := get[T](h, k)
+	if !found {
+		return zero, nil, o, badHandle(fn)
+	}
+	return v, in, o, ok
 }

@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 )
 
@@ -46,12 +47,11 @@ func lm_initiate(h C.uint64_t, suite C.int, peer *C.uint8_t, peerLen C.size_t,
 	if len(pl) > maxInitPayload {
 		return failf(errMalformed, "%s: payload longer than %d bytes", fn, maxInitPayload)
 	}
-	id, found := getIdentity(h)
+	id, found := get[keystore.Identity](h, kindIdentity)
 	if !found {
 		return badHandle(fn)
 	}
-	n := rs.Suite().PublicKeySize()
-	if rc := sizes(fn, []out{o}, []int{packetSize(2*n + 2*tagSize + len(pl))}); rc != ok {
+	if rc := sizes(fn, []out{o}, []int{core.InitSize(rs.Suite(), len(pl))}); rc != ok {
 		return rc
 	}
 	in, m, err := core.Initiate(id, rs, pl, nil)
@@ -77,24 +77,24 @@ func lm_finish(h C.uint64_t, msg2 *C.uint8_t, msg2Len C.size_t, sess *C.uint64_t
 	if !good || sess == nil || !o.valid() {
 		return failf(errInvalidArg, "%s: NULL argument", fn)
 	}
-	v, found := lookup(h, kindInitiator)
+	in, found := get[*initiator](h, kindInitiator)
 	if !found {
 		return badHandle(fn)
 	}
-	in := v.(*initiator)
-	n := in.suite.PublicKeySize()
 	// Finish spends the initiator: size the payload first. A packet whose
 	// framing does not parse fails in core with nothing changed.
-	if k, body, framed := packetBody(m); framed && k == 3 && body >= n+tagSize {
-		if rc := sizes(fn, []out{o}, []int{body - n - tagSize}); rc != ok {
-			return rc
+	if k, _ := core.PacketKind(m); k == core.KindResponse {
+		if need, framed := core.PayloadSize(m, in.suite); framed {
+			if rc := sizes(fn, []out{o}, []int{need}); rc != ok {
+				return rc
+			}
 		}
 	}
 	s, pl, err := in.in.Finish(m)
 	if err != nil {
 		return fail(err, errInternal)
 	}
-	defer core.Wipe(pl)
+	defer secret.Wipe(pl)
 	if !o.fits(len(pl)) {
 		s.Close()
 		return failf(errInternal, "%s: payload larger than computed", fn)
@@ -107,12 +107,7 @@ func lm_finish(h C.uint64_t, msg2 *C.uint8_t, msg2Len C.size_t, sess *C.uint64_t
 //export lm_initiator_close
 func lm_initiator_close(h C.uint64_t) (rc C.int) {
 	defer guard(&rc)
-	v, found := release(h, kindInitiator)
-	if !found {
-		return badHandle("lm_initiator_close")
-	}
-	v.(*initiator).in.Close()
-	return ok
+	return closeHandle("lm_initiator_close", h, kindInitiator, func(in *initiator) error { in.in.Close(); return nil })
 }
 
 //export lm_responder_new
@@ -122,7 +117,7 @@ func lm_responder_new(h C.uint64_t, r *C.uint64_t) (rc C.int) {
 	if r == nil {
 		return failf(errInvalidArg, "%s: NULL responder", fn)
 	}
-	id, found := getIdentity(h)
+	id, found := get[keystore.Identity](h, kindIdentity)
 	if !found {
 		return badHandle(fn)
 	}
@@ -138,11 +133,11 @@ func lm_responder_allow(h C.uint64_t, suite C.int, key *C.uint8_t, keyLen C.size
 	if rc != ok {
 		return failf(rc, "%s: unknown suite, NULL key, key of the wrong length or not a valid point", fn)
 	}
-	v, found := lookup(h, kindResponder)
+	r, found := get[*core.Responder](h, kindResponder)
 	if !found {
 		return badHandle(fn)
 	}
-	v.(*core.Responder).Allow(k)
+	r.Allow(k)
 	return ok
 }
 
@@ -161,18 +156,17 @@ func lm_respond(h C.uint64_t, msg1 *C.uint8_t, msg1Len C.size_t, reply *C.uint8_
 	if len(rp) > maxPayload {
 		return failf(errMalformed, "%s: reply longer than %d bytes", fn, maxPayload)
 	}
-	v, found := lookup(h, kindResponder)
+	r, found := get[*core.Responder](h, kindResponder)
 	if !found {
 		return badHandle(fn)
 	}
-	r := v.(*core.Responder)
 	// A successful Respond remembers msg1 (a retry would be a replay), so
 	// every output is sized before. Packets whose framing does not parse
 	// fail in core with nothing changed.
-	if k, body, framed := packetBody(m); framed && (k == 1 || k == 2) {
-		n := keystore.Suite(k).PublicKeySize()
-		if body >= 2*n+2*tagSize {
-			needs := []int{n, body - 2*n - 2*tagSize, packetSize(n + tagSize + len(rp))}
+	k, _ := core.PacketKind(m)
+	if suite, isInit := k.InitSuite(); isInit {
+		if pl, framed := core.PayloadSize(m, suite); framed {
+			needs := []int{suite.PublicKeySize(), pl, core.ResponseSize(suite, len(rp))}
 			if rc := sizes(fn, outs, needs); rc != ok {
 				return rc
 			}
@@ -182,7 +176,7 @@ func lm_respond(h C.uint64_t, msg1 *C.uint8_t, msg1Len C.size_t, reply *C.uint8_
 	if err != nil {
 		return fail(err, errInternal)
 	}
-	defer core.Wipe(pl)
+	defer secret.Wipe(pl)
 	pk := s.Peer().Bytes()
 	if !outs[0].fits(len(pk)) || !outs[1].fits(len(pl)) || !outs[2].fits(len(m2)) {
 		s.Close()
@@ -198,8 +192,5 @@ func lm_respond(h C.uint64_t, msg1 *C.uint8_t, msg1Len C.size_t, reply *C.uint8_
 //export lm_responder_close
 func lm_responder_close(h C.uint64_t) (rc C.int) {
 	defer guard(&rc)
-	if _, found := release(h, kindResponder); !found {
-		return badHandle("lm_responder_close")
-	}
-	return ok
+	return closeHandle[*core.Responder]("lm_responder_close", h, kindResponder, nil)
 }

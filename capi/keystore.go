@@ -9,6 +9,7 @@ import "C"
 import (
 	"strings"
 
+	"github.com/loramesh/loramesh-core/internal/files"
 	"github.com/loramesh/loramesh-core/keystore"
 	"github.com/loramesh/loramesh-core/keystore/memory"
 	"github.com/loramesh/loramesh-core/keystore/pkcs11"
@@ -31,19 +32,17 @@ func lm_keystore_open_memory(dir *C.char, pass *C.uint8_t, passLen C.size_t,
 	}
 	var p *memory.Params
 	if argonTime != 0 || argonMemory != 0 || argonThreads != 0 {
-		// The bounds memory.Load enforces, so every file written can be read.
-		if argonTime < 1 || argonTime > 16 || argonThreads < 1 ||
-			uint32(argonMemory) < 8*uint32(argonThreads) || argonMemory > 1<<20 {
-			return failf(errInvalidArg, "%s: argon2id parameters out of range", fn)
-		}
 		p = &memory.Params{Time: uint32(argonTime), Memory: uint32(argonMemory), Threads: uint8(argonThreads)}
+		if err := p.Check(); err != nil {
+			return failf(errInvalidArg, "%s: %v", fn, err)
+		}
 	}
-	pw, err := newLocked(pass, passLen)
+	pw, err := lockedInput(pass, passLen)
 	if err != nil {
 		return fail(err, errInvalidArg)
 	}
-	defer pw.free()
-	k, err := memory.Open(d, pw.bytes(), p)
+	defer pw.Free()
+	k, err := memory.Open(d, pw.Bytes(), p)
 	if err != nil {
 		return fail(err, errKeystore)
 	}
@@ -59,13 +58,13 @@ func lm_keystore_open_pkcs11(uri *C.char, pin *C.uint8_t, pinLen C.size_t, ks *C
 	if !good || ks == nil {
 		return failf(errInvalidArg, "%s: NULL argument", fn)
 	}
-	p, err := newLocked(pin, pinLen)
+	p, err := lockedInput(pin, pinLen)
 	if err != nil {
 		return fail(err, errInvalidArg)
 	}
-	defer p.free()
+	defer p.Free()
 	// pkcs11 copies the PIN into its own locked memory; nil means the URI's.
-	k, err := pkcs11.OpenURI(u, p.bytes())
+	k, err := pkcs11.OpenURI(u, p.Bytes())
 	if err != nil {
 		return fail(err, errKeystore)
 	}
@@ -73,30 +72,9 @@ func lm_keystore_open_pkcs11(uri *C.char, pin *C.uint8_t, pinLen C.size_t, ks *C
 	return ok
 }
 
-func getKeystore(h C.uint64_t) (*ksEntry, bool) {
-	v, found := lookup(h, kindKeystore)
-	if !found {
-		return nil, false
-	}
-	return v.(*ksEntry), true
-}
-
-// validName is the identity name rule every backend accepts.
-func validName(n string) bool {
-	if n == "" || len(n) > 64 || n[0] == '.' || n[0] == '-' {
-		return false
-	}
-	for _, c := range []byte(n) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 func nameArg(fn string, name *C.char) (string, C.int) {
 	n, good := goString(name)
-	if !good || !validName(n) {
+	if !good || files.CheckName(n) != nil {
 		return "", failf(errInvalidArg, "%s: NULL or invalid identity name", fn)
 	}
 	return n, ok
@@ -105,25 +83,18 @@ func nameArg(fn string, name *C.char) (string, C.int) {
 //export lm_keystore_list
 func lm_keystore_list(h C.uint64_t, buf *C.char, n *C.size_t) (rc C.int) {
 	defer guard(&rc)
-	const fn = "lm_keystore_list"
-	o := outStr(buf, n)
-	if !o.valid() {
-		return failf(errInvalidArg, "%s: NULL buffer", fn)
-	}
-	e, found := getKeystore(h)
-	if !found {
-		return badHandle(fn)
-	}
-	names, err := e.ks.List()
-	if err != nil {
-		return fail(err, errKeystore)
-	}
-	var b strings.Builder
-	for _, s := range names {
-		b.WriteString(s)
-		b.WriteByte('\n')
-	}
-	return simpleString(fn, o, b.String())
+	return getString("lm_keystore_list", h, kindKeystore, buf, n, func(e *ksEntry) (string, error) {
+		names, err := e.ks.List()
+		if err != nil {
+			return "", err
+		}
+		var b strings.Builder
+		for _, s := range names {
+			b.WriteString(s)
+			b.WriteByte('\n')
+		}
+		return b.String(), nil
+	})
 }
 
 // suitesOf turns a suite mask into suites; ok false for unknown bits.
@@ -150,7 +121,7 @@ func lm_keystore_generate(h C.uint64_t, name *C.char, mask C.uint32_t, id *C.uin
 	if !good || id == nil {
 		return failf(errInvalidArg, "%s: NULL identity or unknown suite bits", fn)
 	}
-	e, found := getKeystore(h)
+	e, found := get[*ksEntry](h, kindKeystore)
 	if !found {
 		return badHandle(fn)
 	}
@@ -173,7 +144,7 @@ func lm_keystore_load(h C.uint64_t, name *C.char, id *C.uint64_t) (rc C.int) {
 	if id == nil {
 		return failf(errInvalidArg, "%s: NULL identity", fn)
 	}
-	e, found := getKeystore(h)
+	e, found := get[*ksEntry](h, kindKeystore)
 	if !found {
 		return badHandle(fn)
 	}
@@ -193,7 +164,7 @@ func lm_keystore_delete(h C.uint64_t, name *C.char) (rc C.int) {
 	if rc != ok {
 		return rc
 	}
-	e, found := getKeystore(h)
+	e, found := get[*ksEntry](h, kindKeystore)
 	if !found {
 		return badHandle(fn)
 	}
@@ -206,17 +177,11 @@ func lm_keystore_delete(h C.uint64_t, name *C.char) (rc C.int) {
 //export lm_keystore_close
 func lm_keystore_close(h C.uint64_t) (rc C.int) {
 	defer guard(&rc)
-	v, found := release(h, kindKeystore)
-	if !found {
-		return badHandle("lm_keystore_close")
-	}
-	e := v.(*ksEntry)
-	err := e.ks.Close()
-	if e.free != nil {
-		e.free()
-	}
-	if err != nil {
-		return fail(err, errKeystore)
-	}
-	return ok
+	return closeHandle("lm_keystore_close", h, kindKeystore, func(e *ksEntry) error {
+		err := e.ks.Close()
+		if e.free != nil {
+			e.free()
+		}
+		return err
+	})
 }

@@ -59,12 +59,11 @@
  *   - Loading runs the Go runtime, which installs its own signal handlers
  *     (see the Go "os/signal" documentation on c-shared libraries). The
  *     library never installs interrupt handlers of its own.
- *   - The memguard package (used for identity seeds and PINs) sets
- *     RLIMIT_CORE to 0 when the library is loaded: the host process no longer
- *     writes core dumps.
+ *   - No resource limit is changed: core dumps stay as the host set them
+ *     (the locked pages holding secrets are MADV_DONTDUMP).
  *   - Secrets live in mlocked pages: the process needs RLIMIT_MEMLOCK
- *     headroom (64 KiB chunks for session and handshake keys, a few pages
- *     for memguard's seeds and PINs, one page per secret passed in while a
+ *     headroom (64 KiB chunks for session and handshake keys, identity
+ *     seeds, PINs and auth values, one page per secret passed in while a
  *     call runs). When locking fails the call returns LM_ERR_LOCKED_MEMORY;
  *     nothing aborts.
  *   - A Go c-shared library cannot be unloaded (dlclose does nothing useful)
@@ -87,7 +86,7 @@ extern "C" {
 
 /* Bumped on any incompatible change to a declaration below. Compare with
  * lm_abi_version() at run time. */
-#define LM_ABI_VERSION 1
+#define LM_ABI_VERSION 2
 
 /* Error codes. Values are stable within an ABI version. */
 enum lm_error {
@@ -112,7 +111,11 @@ enum lm_error {
 	LM_ERR_BAD_CARD = 18,         /* contact card invalid or badly signed */
 	LM_ERR_VERSION = 19,          /* unsupported format version or packet kind */
 	LM_ERR_INVALID_KEY = 20,      /* public key not valid for its suite */
-	LM_ERR_INTERNAL = 21          /* bug in the library (includes recovered panics) */
+	LM_ERR_INTERNAL = 21,         /* bug in the library (includes recovered panics) */
+	LM_ERR_IN_USE = 22,           /* state directory used by another process (named in the message) */
+	LM_ERR_KEY_CHANGED = 23,      /* a contact of that name holds another identity: LM_CONTACT_REPLACE */
+	LM_ERR_CONFLICT = 24,         /* the card's keys belong to another contact or to this node */
+	LM_ERR_FULL = 25              /* too many messages queued for the contact */
 };
 
 /* Handshake suites (the numbers travel on the wire). */
@@ -121,12 +124,13 @@ enum lm_error {
 /* Bit of a suite in a suite mask (lm_identity_suites, lm_keystore_generate). */
 #define LM_SUITE_BIT(s) (1u << (s))
 
-/* Packet kinds (lm_packet_kind). */
-#define LM_PACKET_INIT_X25519 1 /* handshake message 1, 25519 suite */
-#define LM_PACKET_INIT_P256 2   /* handshake message 1, P-256 suite */
-#define LM_PACKET_RESPONSE 3    /* handshake message 2 */
-#define LM_PACKET_TRANSPORT 4   /* session message */
-#define LM_PACKET_CARD 5        /* contact card */
+/* Packet kinds (lm_packet_kind): a packet's first byte, except a card's
+ * (docs/PROTOCOL.md §1, wire format version 2). */
+#define LM_PACKET_INIT_X25519 0x21 /* handshake message 1, 25519 suite */
+#define LM_PACKET_INIT_P256 0x22   /* handshake message 1, P-256 suite */
+#define LM_PACKET_RESPONSE 0x23    /* handshake message 2 */
+#define LM_PACKET_TRANSPORT 0x24   /* session message */
+#define LM_PACKET_CARD 5           /* contact card (a CBOR array) */
 
 #define LM_SEED_SIZE 32            /* lm_identity_from_seed */
 #define LM_SIGNATURE_SIZE 64       /* Ed25519, or ECDSA P-256 raw r||s */
@@ -134,7 +138,55 @@ enum lm_error {
 #define LM_HASH_SIZE 32            /* lm_session_handshake_hash */
 #define LM_MAX_PAYLOAD 65471       /* plaintext and lm_respond reply limit */
 #define LM_MAX_INIT_PAYLOAD 65437  /* lm_initiate payload limit */
-#define LM_MAX_OVERHEAD 23         /* lm_encrypt_size(n) <= n + LM_MAX_OVERHEAD */
+#define LM_MAX_OVERHEAD 21         /* lm_encrypt_size(n) == n + LM_MAX_OVERHEAD */
+
+/* Messenger engine types (see "Messenger engine" below). */
+/* Link profiles (lm_engine_add_link): sizes and timers. */
+#define LM_LINK_LORA 1   /* 255-byte frames, ~1.8 kbit/s, 1 % duty cycle; tens of seconds, a day to deliver */
+#define LM_LINK_UDP 2    /* 1,200-byte datagrams; seconds, ten minutes to deliver */
+#define LM_LINK_STREAM 3 /* an ordered connection (Tor): 4,096-byte packets */
+
+#define LM_NAME_MAX 64  /* contact names: 1-64 of [A-Za-z0-9._-], not starting with . or - */
+#define LM_LINK_MAX 32  /* link names: printable ASCII */
+#define LM_ADDR_MAX 255 /* addresses on a link: printable ASCII ("" for a radio link) */
+
+/* Event kinds. */
+#define LM_EVENT_MESSAGE 1  /* a message from contact: data is its text; seq, sent_ms, verified */
+#define LM_EVENT_DELIVERY 2 /* message msg_id to contact is now state; data: why, when failed */
+#define LM_EVENT_SESSION 3  /* a session with contact was established or renewed; data: the suite */
+#define LM_EVENT_STRANGER 4 /* an unknown key (data) tried a handshake from link/addr; not answered */
+#define LM_EVENT_ADDRESS 5  /* contact is now reached at link/addr */
+#define LM_EVENT_DROPPED 6  /* a packet refused or an attempt failed, nothing lost; data: why */
+
+/* Delivery states. */
+#define LM_DELIVERY_QUEUED 1    /* accepted, waiting for a session or a slot */
+#define LM_DELIVERY_SENT 2      /* every fragment handed to the link at least once */
+#define LM_DELIVERY_DELIVERED 3 /* acknowledged by the contact */
+#define LM_DELIVERY_FAILED 4    /* given up; never delivered */
+
+typedef struct lm_event {
+	int32_t kind;                  /* LM_EVENT_* */
+	int32_t state;                 /* LM_DELIVERY_*, for LM_EVENT_DELIVERY */
+	uint64_t msg_id;               /* our message (LM_EVENT_DELIVERY) */
+	uint64_t seq;                  /* orders one contact's messages (LM_EVENT_MESSAGE) */
+	int64_t time_ms;               /* when it happened, on the engine's clock */
+	int64_t sent_ms;               /* when the sender wrote it, on its clock (LM_EVENT_MESSAGE) */
+	int32_t verified;              /* the contact's fingerprint was verified */
+	char contact[LM_NAME_MAX + 1]; /* NUL terminated; "" when none */
+	char link[LM_LINK_MAX + 1];
+	char addr[LM_ADDR_MAX + 1];
+	char fingerprint[20];          /* LM_EVENT_STRANGER: of the key, "XXXX-XXXX-XXXX-XXXX" */
+} lm_event;
+
+/* lm_engine_contact_add: flags and results. */
+#define LM_CONTACT_REPLACE 1
+#define LM_IMPORT_NEW 1
+#define LM_IMPORT_UNCHANGED 2
+#define LM_IMPORT_REPLACED 3
+
+/* Defined by capi's Go side to read the types above without the
+ * prototypes, which cgo declares itself. */
+#ifndef LM_TYPES_ONLY
 
 /* ---- Library ------------------------------------------------------------ */
 
@@ -190,7 +242,13 @@ int lm_keystore_open_pkcs11(const char *uri, const uint8_t *pin, size_t pin_len,
  * (control port PORT+1). auth (at most 32 bytes; may be NULL/0 for none) is
  * the auth value of every key generated or loaded through this keystore
  * (keys with one are dictionary-attack protected: a few wrong values lock
- * them out, LM_ERR_LOCKED). No device or socket: LM_ERR_NOT_FOUND. swtpm
+ * them out, LM_ERR_LOCKED). lm_keystore_load checks the auth value with one
+ * signature: a wrong one is LM_ERR_PIN and lm_last_error says how many
+ * tries the TPM has left; a value the TPM rejected is never sent again
+ * (later calls through this keystore fail with LM_ERR_PIN without reaching
+ * the TPM), so a typo cannot use up the lockout counter. A storage key that
+ * differs from the one recorded at generation (NAME.srk) is
+ * LM_ERR_KEYSTORE. No device or socket: LM_ERR_NOT_FOUND. swtpm
  * serves one connection at a time: keep one keystore per swtpm open, with
  * its identities. */
 int lm_keystore_open_tpm(const char *device, const char *key_dir, const uint8_t *auth, size_t auth_len,
@@ -373,6 +431,96 @@ int lm_session_close(uint64_t session);
  * only. LM_ERR_MALFORMED if not a packet, LM_ERR_VERSION for an unknown
  * kind. */
 int lm_packet_kind(const uint8_t *packet, size_t packet_len, int *kind);
+
+/* ---- Messenger engine (docs/PROTOCOL.md §6-§8) -------------------------
+ *
+ * The engine owns what makes a messenger trustworthy above the handshake:
+ * contacts, which session a packet belongs to, when a new session may
+ * replace a working one, where replies go, retries, acknowledgements and
+ * fragmentation. It does no I/O and reads no clock: the host passes the time
+ * (milliseconds since the Unix epoch) on every call, feeds it received
+ * packets with the link and address they came from, and takes the packets
+ * to transmit and the events for the user. Typical loop:
+ *
+ *   lm_engine_open(identity, dir, now, &e);
+ *   lm_engine_add_link(e, "udp", LM_LINK_UDP, 0);
+ *   for (;;) {
+ *       wait for input, at most until lm_engine_deadline(e, &t);
+ *       lm_engine_receive(e, now, "udp", "192.0.2.7:7000", pkt, n);  or
+ *       lm_engine_send(e, now, "alice", text, n, &id);               or
+ *       lm_engine_tick(e, now);
+ *       while (lm_engine_next_packet(e, ..., &have) == LM_OK && have) transmit;
+ *       while (lm_engine_next_event(e, &ev, ..., &have) == LM_OK && have) show;
+ *   }
+ *
+ * The engine's state (contacts, replay marks, last addresses) is saved in
+ * the state directory before each call that changed it returns. One engine
+ * per identity and directory: the directory is locked while open.
+ */
+
+/* Opens the engine of identity with its state in state_dir (created 0700).
+ * A directory another engine holds, in this or another process, gives
+ * LM_ERR_IN_USE naming that process. The identity must stay open until
+ * lm_engine_close. A damaged state file gives LM_ERR_KEYSTORE naming it and
+ * is left as it is. */
+int lm_engine_open(uint64_t identity, const char *state_dir, int64_t now_ms, uint64_t *engine);
+
+/* Registers a link (a name the host chooses, e.g. "udp", "kiss") with a
+ * profile; frame_size 0 keeps the profile's. */
+int lm_engine_add_link(uint64_t engine, const char *link, int profile, uint32_t frame_size);
+
+/* Saves the state, wipes every session and releases the directory. */
+int lm_engine_close(uint64_t engine);
+
+/* Contacts. A contact is its card's identity. lm_engine_contact_add:
+ * result LM_IMPORT_NEW (also a new card of the same identity: verification
+ * kept), LM_IMPORT_UNCHANGED (the same card again: nothing changed),
+ * LM_IMPORT_REPLACED (another identity under the name, with
+ * LM_CONTACT_REPLACE: verification reset). Errors: LM_ERR_KEY_CHANGED (a
+ * different identity without LM_CONTACT_REPLACE; the message has both
+ * fingerprints), LM_ERR_CONFLICT (this node's own card, or a key another
+ * contact holds), LM_ERR_BAD_CARD, LM_ERR_INVALID_ARG (name). */
+int lm_engine_contact_add(uint64_t engine, const char *name, const uint8_t *card, size_t card_len,
+			  uint32_t flags, int *result);
+/* Forgets a contact; its undelivered messages fail. */
+int lm_engine_contact_remove(uint64_t engine, const char *name);
+/* Marks a contact verified if fingerprint (as read out of band; case,
+ * spaces and dashes ignored) is its card's; LM_ERR_AUTH, whose message never
+ * shows the expected value, if not. */
+int lm_engine_contact_verify(uint64_t engine, const char *name, const char *fingerprint);
+/* Where the contact is first sent to, until it answers from somewhere. */
+int lm_engine_contact_set_addr(uint64_t engine, const char *name, const char *link, const char *addr);
+/* Every contact, a line each, tab-separated: name, display name, fingerprint,
+ * verified (0/1), session (0/1), messages queued, last link, last address.
+ * Display names are the contact's own text: escape them when shown. */
+int lm_engine_contacts(uint64_t engine, char *buf, size_t *len);
+/* A contact's card. */
+int lm_engine_contact_card(uint64_t engine, const char *name, uint8_t *out, size_t *len);
+
+/* Queues a message (at most 16 KiB) for contact and returns its id for
+ * LM_EVENT_DELIVERY. LM_ERR_NOT_FOUND: no such contact, or no address known
+ * for it; LM_ERR_FULL: too many queued; LM_ERR_INVALID_ARG: too long. */
+int lm_engine_send(uint64_t engine, int64_t now_ms, const char *contact, const uint8_t *text, size_t len,
+		   uint64_t *msg_id);
+/* Hands the engine a packet that arrived on link from addr. Never fails for
+ * what the packet holds: a bad packet is dropped (LM_EVENT_DROPPED at most). */
+int lm_engine_receive(uint64_t engine, int64_t now_ms, const char *link, const char *addr,
+		      const uint8_t *packet, size_t len);
+/* Runs the engine's timers. */
+int lm_engine_tick(uint64_t engine, int64_t now_ms);
+/* When to call lm_engine_tick next, in ms since the epoch: 0 if packets or
+ * events are waiting, -1 if nothing is due until input comes. */
+int lm_engine_deadline(uint64_t engine, int64_t *deadline_ms);
+/* The next packet to transmit on link to addr (NUL-terminated strings;
+ * output buffer rule for all three). *have is 1 if one was written, 0 if
+ * there is none. A too-small buffer takes nothing. */
+int lm_engine_next_packet(uint64_t engine, char *link, size_t *link_len, char *addr, size_t *addr_len,
+			  uint8_t *packet, size_t *packet_len, int *have);
+/* The next event, its variable part in data (output buffer rule). *have is
+ * 1 if one was written, 0 if there is none. */
+int lm_engine_next_event(uint64_t engine, lm_event *event, uint8_t *data, size_t *data_len, int *have);
+
+#endif /* LM_TYPES_ONLY */
 
 #ifdef __cplusplus
 }

@@ -30,7 +30,7 @@ import (
 const Version = "0.1.0"
 
 // abiVersion must equal LM_ABI_VERSION in loramesh.h (checked by capi's tests).
-const abiVersion = 1
+const abiVersion = 2
 
 func main() {}
 

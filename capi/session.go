@@ -8,15 +8,8 @@ import "C"
 
 import (
 	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/internal/secret"
 )
-
-func getSession(h C.uint64_t) (*core.Session, bool) {
-	v, found := lookup(h, kindSession)
-	if !found {
-		return nil, false
-	}
-	return v.(*core.Session), true
-}
 
 //export lm_encrypt_size
 func lm_encrypt_size(n C.size_t) (size C.size_t) {
@@ -28,27 +21,22 @@ func lm_encrypt_size(n C.size_t) (size C.size_t) {
 	if n > maxPayload {
 		return 0
 	}
-	return C.size_t(encryptSize(int(n)))
+	return C.size_t(core.EncryptedSize(int(n)))
 }
 
 //export lm_session_encrypt
 func lm_session_encrypt(h C.uint64_t, pt *C.uint8_t, ptLen C.size_t, buf *C.uint8_t, n *C.size_t) (rc C.int) {
 	defer guard(&rc)
 	const fn = "lm_session_encrypt"
-	p, good := view(pt, ptLen)
-	o := outBuf(buf, n)
-	if !good || !o.valid() {
-		return failf(errInvalidArg, "%s: NULL argument", fn)
+	s, p, o, rc := inOut[*core.Session](fn, h, kindSession, pt, ptLen, buf, n)
+	if rc != ok {
+		return rc
 	}
 	if len(p) > maxPayload {
 		return failf(errMalformed, "%s: plaintext longer than %d bytes", fn, maxPayload)
 	}
-	s, found := getSession(h)
-	if !found {
-		return badHandle(fn)
-	}
 	// Checked before Encrypt takes a message number.
-	need := encryptSize(len(p))
+	need := core.EncryptedSize(len(p))
 	if rc := sizes(fn, []out{o}, []int{need}); rc != ok {
 		return rc
 	}
@@ -67,27 +55,24 @@ func lm_session_encrypt(h C.uint64_t, pt *C.uint8_t, ptLen C.size_t, buf *C.uint
 func lm_session_decrypt(h C.uint64_t, pkt *C.uint8_t, pktLen C.size_t, buf *C.uint8_t, n *C.size_t) (rc C.int) {
 	defer guard(&rc)
 	const fn = "lm_session_decrypt"
-	p, good := view(pkt, pktLen)
-	o := outBuf(buf, n)
-	if !good || !o.valid() {
-		return failf(errInvalidArg, "%s: NULL argument", fn)
-	}
-	s, found := getSession(h)
-	if !found {
-		return badHandle(fn)
+	s, p, o, rc := inOut[*core.Session](fn, h, kindSession, pkt, pktLen, buf, n)
+	if rc != ok {
+		return rc
 	}
 	// Decrypt commits on success: size the plaintext first. Packets whose
 	// framing does not parse fail in core with nothing changed.
-	if k, body, framed := packetBody(p); framed && k == 4 && body >= transportHdr+tagSize {
-		if rc := sizes(fn, []out{o}, []int{body - transportHdr - tagSize}); rc != ok {
-			return rc
+	if k, _ := core.PacketKind(p); k == core.KindTransport {
+		if need, framed := core.PayloadSize(p, s.Suite()); framed {
+			if rc := sizes(fn, []out{o}, []int{need}); rc != ok {
+				return rc
+			}
 		}
 	}
 	plain, err := s.Decrypt(p)
 	if err != nil {
 		return fail(err, errInternal)
 	}
-	defer core.Wipe(plain)
+	defer secret.Wipe(plain)
 	if !o.fits(len(plain)) {
 		return failf(errInternal, "%s: plaintext larger than computed", fn)
 	}
@@ -98,16 +83,9 @@ func lm_session_decrypt(h C.uint64_t, pkt *C.uint8_t, pktLen C.size_t, buf *C.ui
 //export lm_session_peer
 func lm_session_peer(h C.uint64_t, buf *C.uint8_t, n *C.size_t) (rc C.int) {
 	defer guard(&rc)
-	const fn = "lm_session_peer"
-	o := outBuf(buf, n)
-	if !o.valid() {
-		return failf(errInvalidArg, "%s: NULL buffer", fn)
-	}
-	s, found := getSession(h)
-	if !found {
-		return badHandle(fn)
-	}
-	return simple(fn, o, s.Peer().Bytes())
+	return getBytes("lm_session_peer", h, kindSession, buf, n, func(s *core.Session) ([]byte, error) {
+		return s.Peer().Bytes(), nil
+	})
 }
 
 //export lm_session_suite
@@ -117,7 +95,7 @@ func lm_session_suite(h C.uint64_t, suite *C.int) (rc C.int) {
 	if suite == nil {
 		return failf(errInvalidArg, "%s: NULL suite", fn)
 	}
-	s, found := getSession(h)
+	s, found := get[*core.Session](h, kindSession)
 	if !found {
 		return badHandle(fn)
 	}
@@ -128,28 +106,16 @@ func lm_session_suite(h C.uint64_t, suite *C.int) (rc C.int) {
 //export lm_session_handshake_hash
 func lm_session_handshake_hash(h C.uint64_t, buf *C.uint8_t, n *C.size_t) (rc C.int) {
 	defer guard(&rc)
-	const fn = "lm_session_handshake_hash"
-	o := outBuf(buf, n)
-	if !o.valid() {
-		return failf(errInvalidArg, "%s: NULL buffer", fn)
-	}
-	s, found := getSession(h)
-	if !found {
-		return badHandle(fn)
-	}
-	hh := s.HandshakeHash()
-	return simple(fn, o, hh[:])
+	return getBytes("lm_session_handshake_hash", h, kindSession, buf, n, func(s *core.Session) ([]byte, error) {
+		hh := s.HandshakeHash()
+		return hh[:], nil
+	})
 }
 
 //export lm_session_close
 func lm_session_close(h C.uint64_t) (rc C.int) {
 	defer guard(&rc)
-	v, found := release(h, kindSession)
-	if !found {
-		return badHandle("lm_session_close")
-	}
-	v.(*core.Session).Close()
-	return ok
+	return closeHandle("lm_session_close", h, kindSession, func(s *core.Session) error { s.Close(); return nil })
 }
 
 //export lm_packet_kind

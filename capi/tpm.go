@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 	"github.com/loramesh/loramesh-core/keystore/tpm"
 )
@@ -20,25 +21,41 @@ import (
 // tpmAuth hands the keystore's one auth value to the tpm package whenever it
 // asks (tpm copies it to its own locked memory and wipes our copy). After
 // the keystore handle is closed, identities that still ask get an error
-// instead of a read of freed memory.
+// instead of a read of freed memory. After the TPM rejected the value it is
+// wiped and never handed out again (each wrong offer costs a
+// dictionary-attack try): every later request fails with LM_ERR_PIN until
+// the keystore is opened again with a new value.
 type tpmAuth struct {
-	mu  sync.Mutex
-	val *locked
+	mu     sync.Mutex
+	val    *secret.Buffer
+	failed bool
 }
 
-func (a *tpmAuth) get(string) ([]byte, error) {
+func (a *tpmAuth) get(name string) ([]byte, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.failed {
+		return nil, fmt.Errorf("the TPM rejected this keystore's auth value (for %s): close the keystore and open it with the right one: %w", name, keystore.ErrWrongPIN)
+	}
 	if a.val == nil {
 		return nil, fmt.Errorf("auth value forgotten: keystore handle closed: %w", keystore.ErrClosed)
 	}
-	return append([]byte(nil), a.val.bytes()...), nil
+	return append([]byte(nil), a.val.Bytes()...), nil
+}
+
+// rejected is tpm.Config.AuthFailed: drop the value for good.
+func (a *tpmAuth) rejected(string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.val.Free()
+	a.val = nil
+	a.failed = true
 }
 
 func (a *tpmAuth) free() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.val.free()
+	a.val.Free()
 	a.val = nil
 }
 
@@ -57,12 +74,12 @@ func lm_keystore_open_tpm(device, keyDir *C.char, auth *C.uint8_t, authLen C.siz
 	if device != nil {
 		dev = C.GoString(device)
 	}
-	v, err := newLocked(auth, authLen)
+	v, err := lockedInput(auth, authLen)
 	if err != nil {
 		return fail(err, errInvalidArg)
 	}
 	a := &tpmAuth{val: v}
-	cfg := tpm.Config{Dir: dir, Auth: a.get}
+	cfg := tpm.Config{Dir: dir, Auth: a.get, AuthFailed: a.rejected}
 	var k *tpm.Keystore
 	switch {
 	case strings.HasPrefix(dev, "unix:"):

@@ -4,8 +4,8 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 
+	"github.com/loramesh/loramesh-core/internal/secret"
 	"golang.org/x/crypto/chacha20"
-	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/crypto/poly1305"
 )
 
@@ -14,8 +14,6 @@ import (
 // AEAD allocates its keyed state on the heap, and runtime/secret tracks and
 // erases every heap allocation made inside Protect (about 700 ns each here,
 // more than the AEAD itself). Tested against x/crypto's chacha20poly1305.
-
-const tagSize = chacha20poly1305.Overhead
 
 // aeadInit returns the cipher positioned at block 1 and the Poly1305 key
 // (block 0), for key and Noise nonce n.
@@ -49,7 +47,7 @@ func sealRaw(key *[32]byte, n uint64, dst, ad, plaintext []byte) []byte {
 	ct := out[len(dst) : len(dst)+len(plaintext)]
 	c.XORKeyStream(ct, plaintext)
 	aeadTag((*[tagSize]byte)(out[len(dst)+len(plaintext):]), &polyKey, ad, ct)
-	Wipe(polyKey[:])
+	secret.Wipe(polyKey[:])
 	return out
 }
 
@@ -63,7 +61,7 @@ func openRaw(key *[32]byte, n uint64, dst, ad, ciphertext []byte) ([]byte, error
 	c := aeadInit(key, n, &polyKey)
 	var want [tagSize]byte
 	aeadTag(&want, &polyKey, ad, ct)
-	Wipe(polyKey[:])
+	secret.Wipe(polyKey[:])
 	if subtle.ConstantTimeCompare(want[:], tag) != 1 {
 		return nil, ErrAuth
 	}

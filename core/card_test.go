@@ -31,10 +31,10 @@ func TestCards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Name != "Alice" || a.SigAlg != core.SigEd25519 || !bytes.Equal(a.SigningKey.(ed25519.PublicKey), mem.PublicBytes()) {
+	if a.Name != "Alice" || a.SigningKey().Alg() != core.SigEd25519 || !bytes.Equal(a.SigningKey().Public().(ed25519.PublicKey), mem.PublicBytes()) {
 		t.Fatal("memory card fields")
 	}
-	if !b.SigningKey.(*ecdsa.PublicKey).Equal(hw.Public()) {
+	if !b.SigningKey().Public().(*ecdsa.PublicKey).Equal(hw.Public()) {
 		t.Fatal("hardware card signing key")
 	}
 	if k, ok := a.DHKey(keystore.X25519); !ok || !k.Equal(mem.DeriveX25519()) {

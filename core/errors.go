@@ -1,24 +1,25 @@
 package core
 
 import (
-	"errors"
-
+	"github.com/loramesh/loramesh-core/internal/errs"
+	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 )
 
 // Sentinel errors for errors.Is. Messages never contain secrets or bytes an
-// attacker sent.
+// attacker sent; each call wraps them with the step that failed.
 var (
-	ErrAuth             = errors.New("loramesh: authentication failed")
-	ErrReplay           = errors.New("loramesh: replayed or duplicate message")
-	ErrMalformed        = errors.New("loramesh: malformed input")
-	ErrVersion          = errors.New("loramesh: unsupported format version or packet kind")
-	ErrLimit            = errors.New("loramesh: message limit reached, a new handshake is due")
-	ErrTooOld           = errors.New("loramesh: message outside the receive window")
-	ErrUnknownPeer      = errors.New("loramesh: initiator is not an accepted contact")
-	ErrLockedMemory     = errors.New("loramesh: cannot lock memory for secrets")
-	ErrState            = errors.New("loramesh: object used out of order or after close")
-	ErrBadCard          = errors.New("loramesh: invalid contact card")
+	ErrAuth         = errs.New("authentication failed")
+	ErrReplay       = errs.New("replayed or duplicate message")
+	ErrMalformed    = errs.New("malformed input")
+	ErrVersion      = errs.New("unsupported format version or packet kind")
+	ErrLimit        = errs.New("message limit reached, a new handshake is due")
+	ErrTooOld       = errs.New("message outside the receive window")
+	ErrUnknownPeer  = errs.New("initiator is not an accepted contact")
+	ErrState        = errs.New("object used out of order or after close")
+	ErrBadCard      = errs.New("invalid contact card")
+	ErrLockedMemory = secret.ErrLockedMemory
+
 	ErrUnsupportedSuite = keystore.ErrUnsupportedSuite
 	ErrInvalidPublicKey = keystore.ErrInvalidPublicKey
 	ErrKeystore         = keystore.ErrKeystore

@@ -1,30 +1,41 @@
 package core
 
-import "golang.org/x/crypto/chacha20poly1305"
+import (
+	"encoding/binary"
+
+	"golang.org/x/crypto/chacha20poly1305"
+)
 
 // Test hooks: raw packet framing and the Noise view of a fresh session.
 
-func EncodePacket(kind uint8, body []byte) []byte { return encodePacket(kind, body) }
+// Frame puts a Noise message behind its kind byte, and the hint a message 2
+// carries; NoiseMessage takes both off again.
+func Frame(kind Kind, hint uint32, noiseMsg []byte) []byte {
+	p := []byte{byte(kind)}
+	if kind == KindResponse {
+		p = binary.BigEndian.AppendUint32(p, hint)
+	}
+	return append(p, noiseMsg...)
+}
 
-func DecodePacket(b []byte) (uint8, []byte, error) { return decodeAny(b) }
+func NoiseMessage(p []byte) []byte {
+	if Kind(p[0]) == KindResponse {
+		return p[1+HintSize:]
+	}
+	return p[1:]
+}
 
 // NoiseSeal encrypts as a Noise CipherState keyed with the session's first
 // send key (nonce 0, empty ad): valid only before the first Encrypt.
 func (s *Session) NoiseSeal(pt []byte) []byte {
-	a, _ := chacha20poly1305.New(s.k.send[:])
+	a, _ := chacha20poly1305.New(s.k.send.p[:])
 	return a.Seal(nil, nonce(0), pt, nil)
 }
 
 func (s *Session) NoiseOpen(ct []byte) ([]byte, error) {
-	a, _ := chacha20poly1305.New(s.k.recv[:])
+	a, _ := chacha20poly1305.New(s.k.recv.ck.p[:])
 	return a.Open(nil, nonce(0), ct, nil)
 }
-
-func Reconstruct(next uint64, t uint16) uint64 { return reconstruct(next, t) }
-
-func X25519Ladder(dst, k, u *[32]byte) { x25519(dst, k, u) }
-
-const KindTransport, KindInitX25519, KindInitP256, KindResponse = kindTransport, kindInitX25519, kindInitP256, kindResponse
 
 func Seal(key *[32]byte, n uint64, dst, ad, pt []byte) []byte { return sealRaw(key, n, dst, ad, pt) }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/loramesh/loramesh-core/core"
@@ -47,14 +48,15 @@ func validFrames(tb testing.TB) (m1x, m1p, m2, tr, card []byte) {
 
 func FuzzPacket(f *testing.F) {
 	m1x, m1p, m2, tr, card := validFrames(f)
-	for _, s := range [][]byte{m1x, m1p, m2, tr, card, {0x82, 4, 0x40}, {0x9f}} {
+	for _, s := range [][]byte{m1x, m1p, m2, tr, card, {0x82, 4, 0x40}, {0x9f}, {0x2f}} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		core.PacketKind(b)
-		if _, _, err := core.DecodePacket(b); err != nil && !errors.Is(err, core.ErrMalformed) && !errors.Is(err, core.ErrVersion) {
+		if _, err := core.PacketKind(b); err != nil && !errors.Is(err, core.ErrMalformed) && !errors.Is(err, core.ErrVersion) {
 			t.Fatalf("untyped error %v", err)
 		}
+		core.PayloadSize(b, keystore.P256)
+		core.Hint(b)
 		if c, err := core.ParseCard(b); err == nil {
 			if c2, err := core.ParseCard(c.Bytes()); err != nil || c2.Fingerprint() != c.Fingerprint() {
 				t.Fatal("accepted card does not round trip")
@@ -65,17 +67,53 @@ func FuzzPacket(f *testing.F) {
 	})
 }
 
+// FuzzRespond: an accepted message 1 yields a working session and is a
+// replay from then on; a refused one returns a typed error and leaves the
+// responder answering the genuine initiator as before.
 func FuzzRespond(f *testing.F) {
 	m1x, m1p, _, _, _ := validFrames(f)
 	f.Add(m1x)
 	f.Add(m1p)
-	b := fixedID(2)
+	a, b := fixedID(1), fixedID(2)
+	kx, _ := b.DHPublic(keystore.X25519)
 	f.Fuzz(func(t *testing.T, m []byte) {
 		r := core.NewResponder(b, nil)
-		if s, _, _, err := r.Respond(m, nil); err == nil {
-			s.Close()
+		s, _, _, err := r.Respond(m, nil)
+		if err == nil {
+			defer s.Close()
+			if _, err := s.Encrypt([]byte("x")); err != nil || s.Peer().IsZero() {
+				t.Fatalf("accepted message 1 gave a broken session: %v", err)
+			}
+			if _, _, _, err := r.Respond(m, nil); !errors.Is(err, core.ErrReplay) {
+				t.Fatalf("accepted message 1 not a replay the second time: %v", err)
+			}
+			return
 		}
+		if !typed(err, core.ErrMalformed, core.ErrVersion, core.ErrAuth, core.ErrReplay, core.ErrInvalidPublicKey,
+			core.ErrUnknownPeer, core.ErrUnsupportedSuite) {
+			t.Fatalf("untyped error %v", err)
+		}
+		in, m1, _ := core.Initiate(a, kx, []byte("genuine"), nil)
+		rs, p, m2, err := r.Respond(m1, nil)
+		if err != nil || string(p) != "genuine" {
+			t.Fatalf("responder damaged by a refused message 1: %v", err)
+		}
+		defer rs.Close()
+		is, _, err := in.Finish(m2)
+		if err != nil {
+			t.Fatalf("genuine handshake fails after a refused message 1: %v", err)
+		}
+		is.Close()
 	})
+}
+
+func typed(err error, sentinels ...error) bool {
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func FuzzDecrypt(f *testing.F) {
@@ -100,19 +138,43 @@ func FuzzDecrypt(f *testing.F) {
 	})
 }
 
-// TestWriteSeedCorpus regenerates testdata/fuzz when LORAMESH_WRITE_CORPUS=1.
-func TestWriteSeedCorpus(t *testing.T) {
-	if os.Getenv("LORAMESH_WRITE_CORPUS") != "1" {
-		return // a generator, not a check: run by hand after a format change
-	}
+// TestSeedCorpus: every committed seed is a valid frame of the current
+// format, so the fuzzers start from packets the code accepts. After a format
+// change, regenerate them with LORAMESH_WRITE_CORPUS=1.
+func TestSeedCorpus(t *testing.T) {
 	m1x, m1p, m2, tr, card := validFrames(t)
-	for name, seeds := range map[string][][]byte{
-		"FuzzPacket": {m1x, m1p, m2, tr, card}, "FuzzRespond": {m1x, m1p}, "FuzzDecrypt": {tr},
-	} {
-		dir := filepath.Join("testdata", "fuzz", name)
-		os.MkdirAll(dir, 0o755)
-		for i, s := range seeds {
-			os.WriteFile(filepath.Join(dir, fmt.Sprint("valid-", i)), fmt.Appendf(nil, "go test fuzz v1\n[]byte(%q)\n", s), 0o644)
+	seeds := map[string][][]byte{"FuzzPacket": {m1x, m1p, m2, tr, card}, "FuzzRespond": {m1x, m1p}, "FuzzDecrypt": {tr}}
+	if os.Getenv("LORAMESH_WRITE_CORPUS") == "1" {
+		for name, ss := range seeds {
+			dir := filepath.Join("testdata", "fuzz", name)
+			os.MkdirAll(dir, 0o755)
+			for i, s := range ss {
+				os.WriteFile(filepath.Join(dir, fmt.Sprint("valid-", i)), fmt.Appendf(nil, "go test fuzz v1\n[]byte(%q)\n", s), 0o644)
+			}
+		}
+	}
+	for name, ss := range seeds {
+		for i := range ss {
+			path := filepath.Join("testdata", "fuzz", name, fmt.Sprint("valid-", i))
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%s: %v (regenerate with LORAMESH_WRITE_CORPUS=1)", path, err)
+			}
+			var seed []byte
+			if _, err := fmt.Sscanf(strings.TrimPrefix(string(b), "go test fuzz v1\n"), "[]byte(%q)", &seed); err != nil {
+				t.Fatalf("%s: not a seed file: %v", path, err)
+			}
+			want, _ := core.PacketKind(ss[i])
+			if k, err := core.PacketKind(seed); err != nil || k != want {
+				t.Fatalf("%s: kind %v (%v), want %v: regenerate with LORAMESH_WRITE_CORPUS=1", path, k, err, want)
+			}
+			if k := want; k == core.KindCard {
+				if _, err := core.ParseCard(seed); err != nil {
+					t.Fatalf("%s: %v", path, err)
+				}
+			} else if _, ok := core.PayloadSize(seed, keystore.X25519); !ok {
+				t.Fatalf("%s: not a framed packet", path)
+			}
 		}
 	}
 }

@@ -1,19 +1,20 @@
 package core
 
 import (
-	"container/list"
 	"crypto/rand"
-	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"runtime"
 	"sync"
 	"time"
 
+	"github.com/loramesh/loramesh-core/internal/prim"
+	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 )
 
-// Noise_IK (Noise revision 34, section 7.5):
+// Noise_IK (Noise revision 34, section 7.5; docs/PROTOCOL.md §3):
 //
 //	<- s
 //	...
@@ -26,10 +27,12 @@ import (
 // Config tunes handshakes and the sessions they produce. The zero value (or
 // nil) gives the defaults.
 type Config struct {
-	Prologue []byte    // mixed into h on both sides; must match
-	Rand     io.Reader // ephemeral keys; crypto/rand when nil
+	Prologue []byte           // mixed into h on both sides; must match
+	Rand     io.Reader        // ephemeral keys; crypto/rand when nil
+	Clock    func() time.Time // ages skipped keys; time.Now when nil
 
-	Window        int           // receive window in messages (default 64, max 4096)
+	Window        int           // how far behind late messages are still accepted (default 64, max 4096)
+	Lookahead     int           // how far ahead of the next expected message a packet is recognised (default 32, max 1024)
 	SkippedMaxAge time.Duration // a skipped message key is dropped after this (default 10 min)
 	MaxMessages   uint64        // per direction; then ErrLimit (default 2^32)
 	ReplayCache   int           // responder: initiators whose recent messages 1 are remembered (default 4096)
@@ -43,10 +46,17 @@ func (c *Config) orDefault() Config {
 	if v.Rand == nil {
 		v.Rand = rand.Reader
 	}
+	if v.Clock == nil {
+		v.Clock = time.Now
+	}
 	if v.Window <= 0 {
 		v.Window = 64
 	}
 	v.Window = min(v.Window, 4096)
+	if v.Lookahead <= 0 {
+		v.Lookahead = 32
+	}
+	v.Lookahead = min(v.Lookahead, maxLookahead)
 	if v.SkippedMaxAge <= 0 {
 		v.SkippedMaxAge = 10 * time.Minute
 	}
@@ -71,6 +81,61 @@ func initialize(s keystore.Suite, prologue []byte, rs keystore.PublicKey) (*symm
 	return st, nil
 }
 
+// message1 is a parsed message 1: e || enc(s) || enc(payload).
+type message1 struct {
+	suite      keystore.Suite
+	e, s, rest []byte
+}
+
+func parseMessage1(packet []byte) (message1, error) {
+	kind, err := PacketKind(packet)
+	if err != nil {
+		return message1{}, err
+	}
+	suite, ok := kind.InitSuite()
+	if !ok {
+		return message1{}, fmt.Errorf("not a handshake init: %w", ErrMalformed)
+	}
+	b, err := body(packet, kind)
+	if err != nil {
+		return message1{}, err
+	}
+	n := suite.PublicKeySize()
+	if len(b) < 2*n+2*tagSize {
+		return message1{}, fmt.Errorf("message 1 too short: %w", ErrMalformed)
+	}
+	return message1{suite, b[:n], b[n : 2*n+tagSize], b[2*n+tagSize:]}, nil
+}
+
+// message2 is a parsed message 2: hint || e || enc(payload).
+type message2 struct {
+	hint    uint32
+	e, rest []byte
+}
+
+func parseMessage2(packet []byte, suite keystore.Suite) (message2, error) {
+	b, err := body(packet, KindResponse)
+	if err != nil {
+		return message2{}, err
+	}
+	n := suite.PublicKeySize()
+	if len(b) < HintSize+n+tagSize {
+		return message2{}, fmt.Errorf("message 2 too short: %w", ErrMalformed)
+	}
+	h, _ := Hint(packet)
+	return message2{h, b[HintSize : HintSize+n], b[HintSize+n:]}, nil
+}
+
+// responseHint is the hint a responder puts on message 2 and the initiator
+// looks for (docs/PROTOCOL.md §3): derived from ck after message 1, which
+// only the two ends know, so an observer cannot link message 2 to its
+// message 1, and a forged message 2 without it costs no DH.
+func responseHint(st *symmetric) uint32 {
+	var h [32]byte
+	secret.Do(func() { prim.HMAC(&h, st.ck.p[:], []byte("loramesh response hint")) })
+	return binary.BigEndian.Uint32(h[:])
+}
+
 // Initiator is a handshake waiting for message 2. It is single use: Finish
 // succeeds once, then the Initiator is spent.
 type Initiator struct {
@@ -79,6 +144,7 @@ type Initiator struct {
 	rs   keystore.PublicKey
 	cfg  Config
 	sec  *pending
+	hint uint32
 	done bool
 	bad  int // messages 2 that failed after a DH with the identity
 }
@@ -87,13 +153,13 @@ type Initiator struct {
 // can wipe it when an Initiator is dropped unfinished (a lost message 2).
 type pending struct {
 	st *symmetric
-	e  *[32]byte // ephemeral private key
+	e  ephemeralKey
 }
 
 func (p *pending) free() {
 	p.st.free()
-	freeKey(p.e)
-	p.st, p.e = nil, nil
+	p.e.free()
+	p.st, p.e = nil, ephemeralKey{}
 }
 
 // maxBadResponses bounds the identity DH operations that forged messages 2
@@ -109,57 +175,54 @@ const maxBadResponses = 64
 func Initiate(id keystore.Identity, rs keystore.PublicKey, payload []byte, cfg *Config) (*Initiator, []byte, error) {
 	c := cfg.orDefault()
 	suite := rs.Suite()
+	kind, err := InitKind(suite)
+	if err != nil {
+		return nil, nil, fmt.Errorf("initiate: %w", err)
+	}
 	s, err := id.DHPublic(suite)
 	if err != nil {
 		return nil, nil, fmt.Errorf("initiate: %w", err)
 	}
-	if 2*suite.PublicKeySize()+32+len(payload) > maxMessage {
-		return nil, nil, fmt.Errorf("initiate: %w: payload too long", ErrMalformed)
+	if len(payload) > MaxInitPayload(suite) {
+		return nil, nil, fmt.Errorf("initiate: payload too long: %w", ErrMalformed)
 	}
 	st, err := initialize(suite, c.Prologue, rs)
 	if err != nil {
-		return nil, nil, err
-	}
-	var e, dh *[32]byte
-	if err := newKeys(&e, &dh); err != nil {
-		st.free()
-		return nil, nil, err
-	}
-	defer freeKey(dh)
-	fail := func(step string, err error) (*Initiator, []byte, error) {
-		st.free()
-		freeKey(e)
-		return nil, nil, fmt.Errorf("initiate: %s: %w", step, err)
+		return nil, nil, fmt.Errorf("initiate: %w", err)
 	}
 	// -> e
-	ep, err := newEphemeral(suite, c.Rand, e)
+	e, ep, err := newEphemeral(suite, c.Rand)
 	if err != nil {
-		return fail("e", err)
+		st.free()
+		return nil, nil, fmt.Errorf("initiate: e: %w", err)
 	}
-	msg := make([]byte, 0, 2*suite.PublicKeySize()+32+len(payload))
-	msg = append(msg, ep.Bytes()...)
+	fail := func(step string, err error) (*Initiator, []byte, error) {
+		st.free()
+		e.free()
+		return nil, nil, fmt.Errorf("initiate: %s: %w", step, err)
+	}
+	msg := make([]byte, 0, InitSize(suite, len(payload)))
+	msg = append(append(msg, byte(kind)), ep.Bytes()...)
 	st.mixHash(ep.Bytes())
 	// es
-	if err := ephemeralDH(e, rs, dh); err != nil {
+	if err := st.mixDH(e, rs); err != nil {
 		return fail("es", err)
 	}
-	st.mixKey(dh)
 	// s
 	msg = st.encryptAndHash(msg, s.Bytes())
 	// ss
-	if err := identityDH(id, rs, dh); err != nil {
+	if err := st.mixIdentityDH(id, rs); err != nil {
 		return fail("ss", err)
 	}
-	st.mixKey(dh)
 	msg = st.encryptAndHash(msg, payload)
-	kind := uint8(kindInitX25519)
-	if suite == keystore.P256 {
-		kind = kindInitP256
-	}
-	in := &Initiator{id: id, rs: rs, cfg: c, sec: &pending{st: st, e: e}}
+	in := &Initiator{id: id, rs: rs, cfg: c, sec: &pending{st: st, e: e}, hint: responseHint(st)}
 	runtime.AddCleanup(in, (*pending).free, in.sec)
-	return in, encodePacket(kind, msg), nil
+	return in, msg, nil
 }
+
+// ResponseHint is the hint the genuine message 2 carries (see Hint), for a
+// caller that waits on several handshakes.
+func (in *Initiator) ResponseHint() uint32 { return in.hint }
 
 // Finish reads handshake message 2 and returns the session and the
 // responder's payload. A forged or corrupted message 2 returns an error and
@@ -170,48 +233,41 @@ func (in *Initiator) Finish(packet []byte) (*Session, []byte, error) {
 	if in.done {
 		return nil, nil, fmt.Errorf("finish: %w", ErrState)
 	}
-	body, err := decodePacket(packet, kindResponse)
+	suite := in.rs.Suite()
+	m, err := parseMessage2(packet, suite)
 	if err != nil {
 		return nil, nil, fmt.Errorf("finish: %w", err)
 	}
-	suite := in.rs.Suite()
-	n := suite.PublicKeySize()
-	if len(body) < n+16 {
-		return nil, nil, fmt.Errorf("finish: %w: message 2 too short", ErrMalformed)
+	if m.hint != in.hint { // not for this handshake, or forged: no DH spent
+		return nil, nil, fmt.Errorf("finish: response hint does not match: %w", ErrAuth)
 	}
-	// -> e
-	re, err := keystore.ParsePublicKey(suite, body[:n])
+	// <- e
+	re, err := keystore.ParsePublicKey(suite, m.e)
 	if err != nil {
 		return nil, nil, fmt.Errorf("finish: e: %w", err)
 	}
+	// On a copy: a forged message 2 must leave the state as it was.
 	st, err := in.sec.st.clone()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("finish: %w", err)
 	}
 	defer st.free()
-	dh, err := newKey()
-	if err != nil {
-		return nil, nil, err
-	}
-	defer freeKey(dh)
-	st.mixHash(body[:n])
+	st.mixHash(m.e)
 	// ee
-	if err := ephemeralDH(in.sec.e, re, dh); err != nil {
+	if err := st.mixDH(in.sec.e, re); err != nil {
 		return nil, nil, fmt.Errorf("finish: ee: %w", err)
 	}
-	st.mixKey(dh)
 	// se
-	if err := identityDH(in.id, re, dh); err != nil {
+	if err := st.mixIdentityDH(in.id, re); err != nil {
 		return nil, nil, in.failed(fmt.Errorf("finish: se: %w", err))
 	}
-	st.mixKey(dh)
-	payload, err := st.decryptAndHash(body[n:])
+	payload, err := st.decryptAndHash(m.rest)
 	if err != nil {
 		return nil, nil, in.failed(fmt.Errorf("finish: payload: %w", err))
 	}
 	sess, err := newSession(st, true, suite, in.rs, in.cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("finish: %w", err)
 	}
 	in.done = true
 	in.sec.free()
@@ -245,33 +301,22 @@ type Responder struct {
 	cfg Config
 
 	mu      sync.Mutex
-	allowed []keystore.PublicKey // nil: anyone
-	replay  replayCache
+	allowed map[keystore.PublicKey]bool // nil: anyone
+	replay  *replayCache
 }
 
-// replayCache remembers, per initiator static key, the ephemeral keys of its
-// last replayDepth accepted messages 1, for the ReplayCache most recently
-// seen initiators. Partitioned by peer so that one initiator can evict only
-// its own entries; only a crowd of other initiators can push a peer out.
-type replayCache struct {
-	tags  map[[16]byte]bool
-	peers map[string]*list.Element // of *peerTags, most recent in front
-	lru   list.List
-}
+// UnknownPeerError is a handshake from a static key the allow list lacks;
+// it matches ErrUnknownPeer. Key was authenticated by one identity DH (es),
+// so a caller can show it to the user.
+type UnknownPeerError struct{ Key keystore.PublicKey }
 
-type peerTags struct {
-	peer string
-	tags [][16]byte
-}
-
-const replayDepth = 16
+func (e *UnknownPeerError) Error() string { return ErrUnknownPeer.Error() }
+func (e *UnknownPeerError) Unwrap() error { return ErrUnknownPeer }
 
 // NewResponder answers handshakes for id.
 func NewResponder(id keystore.Identity, cfg *Config) *Responder {
-	r := &Responder{id: id, cfg: cfg.orDefault()}
-	r.replay.tags = make(map[[16]byte]bool)
-	r.replay.peers = make(map[string]*list.Element)
-	return r
+	c := cfg.orDefault()
+	return &Responder{id: id, cfg: c, replay: newReplayCache(c.ReplayCache)}
 }
 
 // Allow restricts the initiators answered to these static keys (added to
@@ -280,22 +325,34 @@ func (r *Responder) Allow(keys ...keystore.PublicKey) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.allowed == nil {
-		r.allowed = []keystore.PublicKey{}
+		r.allowed = map[keystore.PublicKey]bool{}
 	}
-	r.allowed = append(r.allowed, keys...)
+	for _, k := range keys {
+		r.allowed[k] = true
+	}
+}
+
+// SetAllowed replaces the allow list: from now on only these keys are
+// answered, none if there are none.
+func (r *Responder) SetAllowed(keys ...keystore.PublicKey) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.allowed = map[keystore.PublicKey]bool{}
+	for _, k := range keys {
+		r.allowed[k] = true
+	}
 }
 
 func (r *Responder) accepts(k keystore.PublicKey) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.allowed == nil {
-		return true
-	}
-	ok := false
-	for _, a := range r.allowed {
-		ok = a.Equal(k) || ok
-	}
-	return ok
+	return r.allowed == nil || r.allowed[k]
+}
+
+func (r *Responder) replayed(t replayTag) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.replay.seen(t)
 }
 
 // Respond reads handshake message 1 and answers it with message 2 carrying
@@ -303,166 +360,91 @@ func (r *Responder) accepts(k keystore.PublicKey) bool {
 // key), the initiator's payload and the packet to send. A replayed message 1
 // gives ErrReplay; a bad one leaves the Responder unchanged.
 func (r *Responder) Respond(packet, reply []byte) (sess *Session, payload, msg2 []byte, err error) {
-	kind, body, err := decodeAny(packet)
+	fail := func(step string, err error) (*Session, []byte, []byte, error) {
+		return nil, nil, nil, fmt.Errorf("respond: %s%w", step, err)
+	}
+	m, err := parseMessage1(packet)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("respond: %w", err)
+		return fail("", err)
 	}
-	suite := keystore.X25519
-	switch kind {
-	case kindInitX25519:
-	case kindInitP256:
-		suite = keystore.P256
-	default:
-		return nil, nil, nil, fmt.Errorf("respond: %w: not a handshake init", ErrMalformed)
+	if len(reply) > MaxReplyPayload(m.suite) {
+		return fail("", fmt.Errorf("reply too long: %w", ErrMalformed))
 	}
-	if suite.PublicKeySize()+16+len(reply) > maxMessage {
-		return nil, nil, nil, fmt.Errorf("respond: %w: reply too long", ErrMalformed)
-	}
-	s, err := r.id.DHPublic(suite)
+	s, err := r.id.DHPublic(m.suite)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("respond: %w", err)
-	}
-	n := suite.PublicKeySize()
-	if len(body) < 2*n+32 {
-		return nil, nil, nil, fmt.Errorf("respond: %w: message 1 too short", ErrMalformed)
+		return fail("", err)
 	}
 	// Checked before any DH: a replay costs the token nothing.
-	tag := replayTag(body[:n])
+	tag := tagOf(m.e)
 	if r.replayed(tag) {
-		return nil, nil, nil, fmt.Errorf("respond: %w", ErrReplay)
+		return fail("", ErrReplay)
 	}
-	st, err := initialize(suite, r.cfg.Prologue, s)
+	st, err := initialize(m.suite, r.cfg.Prologue, s)
 	if err != nil {
-		return nil, nil, nil, err
+		return fail("", err)
 	}
 	defer st.free()
-	var e, dh *[32]byte
-	if err := newKeys(&e, &dh); err != nil {
-		return nil, nil, nil, err
-	}
-	defer freeKey(e)
-	defer freeKey(dh)
-	fail := func(step string, err error) (*Session, []byte, []byte, error) {
-		return nil, nil, nil, fmt.Errorf("respond: %s: %w", step, err)
-	}
 	// -> e
-	re, err := keystore.ParsePublicKey(suite, body[:n])
+	re, err := keystore.ParsePublicKey(m.suite, m.e)
 	if err != nil {
-		return fail("e", err)
+		return fail("e: ", err)
 	}
-	st.mixHash(body[:n])
+	st.mixHash(m.e)
 	// es
-	if err := identityDH(r.id, re, dh); err != nil {
-		return fail("es", err)
+	if err := st.mixIdentityDH(r.id, re); err != nil {
+		return fail("es: ", err)
 	}
-	st.mixKey(dh)
 	// s
-	rsBytes, err := st.decryptAndHash(body[n : 2*n+16])
+	rsBytes, err := st.decryptAndHash(m.s)
 	if err != nil {
-		return fail("s", err)
+		return fail("s: ", err)
 	}
-	rs, err := keystore.ParsePublicKey(suite, rsBytes)
+	rs, err := keystore.ParsePublicKey(m.suite, rsBytes)
 	if err != nil {
-		return fail("s", err)
+		return fail("s: ", err)
 	}
 	if !r.accepts(rs) {
-		return fail("s", ErrUnknownPeer)
+		return fail("s: ", &UnknownPeerError{rs})
 	}
 	// ss
-	if err := identityDH(r.id, rs, dh); err != nil {
-		return fail("ss", err)
+	if err := st.mixIdentityDH(r.id, rs); err != nil {
+		return fail("ss: ", err)
 	}
-	st.mixKey(dh)
-	payload, err = st.decryptAndHash(body[2*n+16:])
+	payload, err = st.decryptAndHash(m.rest)
 	if err != nil {
-		return fail("payload", err)
+		return fail("payload: ", err)
 	}
 	// <- e
-	ep, err := newEphemeral(suite, r.cfg.Rand, e)
+	e, ep, err := newEphemeral(m.suite, r.cfg.Rand)
 	if err != nil {
-		return fail("e", err)
+		return fail("e: ", err)
 	}
-	out := make([]byte, 0, n+16+len(reply))
+	defer e.free()
+	out := make([]byte, 0, ResponseSize(m.suite, len(reply)))
+	out = binary.BigEndian.AppendUint32(append(out, byte(KindResponse)), responseHint(st))
 	out = append(out, ep.Bytes()...)
 	st.mixHash(ep.Bytes())
 	// ee
-	if err := ephemeralDH(e, re, dh); err != nil {
-		return fail("ee", err)
+	if err := st.mixDH(e, re); err != nil {
+		return fail("ee: ", err)
 	}
-	st.mixKey(dh)
 	// se
-	if err := ephemeralDH(e, rs, dh); err != nil {
-		return fail("se", err)
+	if err := st.mixDH(e, rs); err != nil {
+		return fail("se: ", err)
 	}
-	st.mixKey(dh)
 	out = st.encryptAndHash(out, reply)
-	sess, err = newSession(st, false, suite, rs, r.cfg)
+	sess, err = newSession(st, false, m.suite, rs, r.cfg)
 	if err != nil {
-		return nil, nil, nil, err
+		return fail("", err)
 	}
 	// Remembered only once message 1 authenticated, so forgeries cannot
 	// evict genuine entries; only a peer that passes Allow can.
-	if !r.remember(tag, rs) {
+	r.mu.Lock()
+	added := r.replay.add(tag, rs)
+	r.mu.Unlock()
+	if !added { // a concurrent Respond took this message 1 first
 		sess.Close()
-		return nil, nil, nil, fmt.Errorf("respond: %w", ErrReplay)
+		return fail("", ErrReplay)
 	}
-	return sess, payload, encodePacket(kindResponse, out), nil
-}
-
-// identityDH asks the keystore for a static-key DH and refuses an all-zero
-// result itself, whatever the backend checks.
-func identityDH(id keystore.Identity, peer keystore.PublicKey, out *[32]byte) error {
-	if err := id.DH(peer, out); err != nil {
-		return err
-	}
-	if isZero(out) {
-		return fmt.Errorf("%w: DH output is zero", ErrInvalidPublicKey)
-	}
-	return nil
-}
-
-func replayTag(e []byte) (t [16]byte) {
-	h := sha256.Sum256(e)
-	copy(t[:], h[:])
-	return t
-}
-
-func (r *Responder) replayed(t [16]byte) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.replay.tags[t]
-}
-
-// remember records t for peer. It reports false if a concurrent Respond
-// recorded t first.
-func (r *Responder) remember(t [16]byte, peer keystore.PublicKey) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c := &r.replay
-	if c.tags[t] {
-		return false
-	}
-	key := string(peer.Bytes())
-	e, ok := c.peers[key]
-	if ok {
-		c.lru.MoveToFront(e)
-	} else {
-		e = c.lru.PushFront(&peerTags{peer: key})
-		c.peers[key] = e
-	}
-	p := e.Value.(*peerTags)
-	p.tags = append(p.tags, t)
-	c.tags[t] = true
-	if len(p.tags) > replayDepth {
-		delete(c.tags, p.tags[0])
-		p.tags = p.tags[1:]
-	}
-	if c.lru.Len() > r.cfg.ReplayCache {
-		old := c.lru.Remove(c.lru.Back()).(*peerTags)
-		delete(c.peers, old.peer)
-		for _, t := range old.tags {
-			delete(c.tags, t)
-		}
-	}
-	return true
+	return sess, payload, out, nil
 }

@@ -43,7 +43,7 @@ func TestReorderWithinWindowDecryptsOnce(t *testing.T) {
 
 // Boundary table for the receive window (default 64).
 func TestWindowBoundaries(t *testing.T) {
-	is, rs := handshake(t, mustIdentity(t), mustIdentity(t), keystore.P256, nil)
+	is, rs := handshake(t, mustIdentity(t), mustIdentity(t), keystore.P256, &core.Config{Lookahead: 128})
 	cts := send(t, is, 200)
 	if _, err := rs.Decrypt(cts[100]); err != nil { // window is now 37..100
 		t.Fatal(err)
@@ -79,9 +79,14 @@ func TestDecryptIsAtomic(t *testing.T) {
 			t.Fatalf("flipped byte %d accepted", i)
 		}
 	}
-	for _, bad := range [][]byte{nil, {0x82}, cts[1][:len(cts[1])-1], append(bytes.Clone(cts[1]), 0)} {
+	for _, bad := range [][]byte{nil, {0x24}, {0x24, 1, 2, 3, 4}} {
 		if _, err := rs.Decrypt(bad); !errors.Is(err, core.ErrMalformed) {
 			t.Fatalf("malformed %x: %v", bad, err)
+		}
+	}
+	for _, bad := range [][]byte{cts[1][:len(cts[1])-1], append(bytes.Clone(cts[1]), 0)} {
+		if _, err := rs.Decrypt(bad); !errors.Is(err, core.ErrAuth) {
+			t.Fatalf("truncated or extended %x: %v", bad, err)
 		}
 	}
 	for i, ct := range cts {
@@ -104,33 +109,40 @@ func TestMessageLimit(t *testing.T) {
 	}
 }
 
-// Counters travel as 16 bits; a long session crosses the wrap.
-func TestCounterWrap(t *testing.T) {
-	is, rs := handshake(t, mustIdentity(t), mustIdentity(t), keystore.X25519, nil)
-	for i := 0; i < 70000; i++ {
-		ct, err := is.Encrypt(nil)
-		if err != nil {
-			t.Fatal(err)
+// Packets are recognised up to Lookahead ahead of the next expected number;
+// one further is not ours (ErrTooOld), costs no key work, and changes nothing.
+func TestLookahead(t *testing.T) {
+	is, rs := handshake(t, mustIdentity(t), mustIdentity(t), keystore.X25519, &core.Config{Lookahead: 8})
+	cts := send(t, is, 20)
+	if _, err := rs.Decrypt(cts[8]); !errors.Is(err, core.ErrTooOld) {
+		t.Fatalf("9 ahead: %v", err)
+	}
+	if _, err := rs.Decrypt(cts[7]); err != nil {
+		t.Fatalf("8 ahead (the last recognised): %v", err)
+	}
+	for i := 8; i < 16; i++ { // the window moved on
+		if _, err := rs.Decrypt(cts[i]); err != nil {
+			t.Fatalf("message %d: %v", i, err)
 		}
-		if i%500 == 0 || i > 65530 && i < 65545 {
-			if _, err := rs.Decrypt(ct); err != nil {
-				t.Fatalf("message %d: %v", i, err)
-			}
-		}
+	}
+	if _, err := rs.Decrypt(cts[3]); err != nil {
+		t.Fatalf("late message 3: %v", err)
 	}
 }
 
-func TestReconstruct(t *testing.T) {
-	for _, c := range []struct {
-		next uint64
-		t    uint16
-		want uint64
-	}{
-		{0, 0, 0}, {0, 5, 5}, {0, 0xffff, 0xffff}, {65530, 2, 65538}, {65540, 0xfffe, 65534},
-		{0x1_0000_0000, 0, 0x1_0000_0000}, {0x1_0000_8000, 0, 0x1_0001_0000},
-	} {
-		if got := core.Reconstruct(c.next, c.t); got != c.want {
-			t.Errorf("reconstruct(%d, %d) = %d, want %d", c.next, c.t, got, c.want)
+// Hints differ per message and per direction, so an observer cannot link
+// two packets of one session by them.
+func TestHintsUnlinkable(t *testing.T) {
+	is, rs := handshake(t, mustIdentity(t), mustIdentity(t), keystore.X25519, nil)
+	seen := map[uint32]bool{}
+	for _, s := range []*core.Session{is, rs} {
+		for range 200 {
+			ct, _ := s.Encrypt(nil)
+			h, _ := core.Hint(ct)
+			if seen[h] {
+				t.Fatal("a hint repeats")
+			}
+			seen[h] = true
 		}
 	}
 }
@@ -147,7 +159,7 @@ func TestClosedSession(t *testing.T) {
 
 // Wire budgets from the issue: printed and asserted.
 func TestPacketSizes(t *testing.T) {
-	budgets := map[keystore.Suite][2]int{keystore.X25519: {100, 52}, keystore.P256: {104, 53}}
+	budgets := map[keystore.Suite][2]int{keystore.X25519: {97, 53}, keystore.P256: {99, 54}}
 	for _, s := range suites {
 		a, b := mustIdentity(t), mustIdentity(t)
 		in, m1, _ := core.Initiate(a, dhPub(t, b, s), nil, nil)
@@ -169,8 +181,8 @@ func TestPacketSizes(t *testing.T) {
 			t.Errorf("%v handshake over budget: %d, %d", s, len(m1), len(m2))
 		}
 		for _, o := range over {
-			if o > 22 {
-				t.Errorf("%v transport overhead %d > 22", s, o)
+			if o != 21 {
+				t.Errorf("%v transport overhead %d, want 21", s, o)
 			}
 		}
 		is.Close()
@@ -224,10 +236,10 @@ func TestLargestPayloads(t *testing.T) {
 		if err != nil {
 			t.Fatalf("largest message 2 refused: %v", err)
 		}
-		if _, err := is.Encrypt(make([]byte, 65535-18+1)); !errors.Is(err, core.ErrMalformed) {
+		if _, err := is.Encrypt(make([]byte, core.MaxPlaintext+1)); !errors.Is(err, core.ErrMalformed) {
 			t.Fatal("oversized transport accepted")
 		}
-		ct, _ := is.Encrypt(make([]byte, 65535-18))
+		ct, _ := is.Encrypt(make([]byte, core.MaxPlaintext))
 		if _, err := rs.Decrypt(ct); err != nil {
 			t.Fatalf("largest transport refused: %v", err)
 		}
@@ -238,7 +250,7 @@ func TestLargestPayloads(t *testing.T) {
 
 // A forged packet far ahead costs HMACs, never locked memory.
 func TestForgedAheadAllocatesNothing(t *testing.T) {
-	is, rs := handshake(t, mustIdentity(t), mustIdentity(t), keystore.X25519, nil)
+	is, rs := handshake(t, mustIdentity(t), mustIdentity(t), keystore.X25519, &core.Config{Lookahead: 64})
 	cts := send(t, is, 60)
 	_, before := core.LockedMemory()
 	bad := bytes.Clone(cts[59])
@@ -280,4 +292,44 @@ func TestDroppedObjectsFreeLockedMemory(t *testing.T) {
 	}
 	_, now := core.LockedMemory()
 	t.Fatalf("%d bytes of locked memory still held by dropped objects", now-before)
+}
+
+// The sizes core computes before acting (InitSize, ResponseSize,
+// EncryptedSize, PayloadSize) are the sizes of the packets it produces, at
+// every framing boundary.
+func TestSizesMatchPackets(t *testing.T) {
+	a, b := mustIdentity(t), mustIdentity(t)
+	for _, s := range suites {
+		k := dhPub(t, b, s)
+		for _, n := range []int{0, 1, 5, 6, 7, 23, 24, 100, 200, 205, 206, 207, 237, 238, 239, 240, 1000,
+			core.MaxInitPayload(s), core.MaxReplyPayload(s), core.MaxPlaintext} {
+			pl := make([]byte, n)
+			n1 := min(n, core.MaxInitPayload(s))
+			in, m1, err := core.Initiate(a, k, pl[:n1], nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := core.PayloadSize(m1, 0); core.InitSize(s, n1) != len(m1) || !ok || got != n1 {
+				t.Fatalf("%v msg1 of %d: InitSize %d, PayloadSize %d, packet %d", s, n1, core.InitSize(s, n1), got, len(m1))
+			}
+			n2 := min(n, core.MaxReplyPayload(s))
+			sess, _, m2, err := core.NewResponder(b, nil).Respond(m1, pl[:n2])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := core.PayloadSize(m2, s); core.ResponseSize(s, n2) != len(m2) || !ok || got != n2 {
+				t.Fatalf("%v msg2 of %d: ResponseSize %d, PayloadSize %d, packet %d", s, n2, core.ResponseSize(s, n2), got, len(m2))
+			}
+			n3 := min(n, core.MaxPlaintext)
+			p, err := sess.Encrypt(pl[:n3])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := core.PayloadSize(p, s); core.EncryptedSize(n3) != len(p) || !ok || got != n3 {
+				t.Fatalf("transport of %d: EncryptedSize %d, PayloadSize %d, packet %d", n3, core.EncryptedSize(n3), got, len(p))
+			}
+			sess.Close()
+			in.Close()
+		}
+	}
 }

@@ -5,104 +5,69 @@ import (
 	"encoding/binary"
 	"slices"
 
-	"golang.org/x/crypto/chacha20poly1305"
+	"github.com/loramesh/loramesh-core/internal/prim"
+	"github.com/loramesh/loramesh-core/internal/secret"
+	"github.com/loramesh/loramesh-core/keystore"
 )
 
-// Noise revision 34, section 5.2: the SymmetricState with SHA-256 and
-// ChaChaPoly. ck and k are locked slots; h is a transcript hash, not secret,
-// but wiped with the rest.
+// symmetric is Noise's SymmetricState (revision 34, section 5.2) with SHA-256
+// and ChaChaPoly. ck and k are locked slots; h is a transcript hash, not
+// secret, but wiped with the rest.
 type symmetric struct {
-	ck, k *[32]byte
-	hasK  bool
-	n     uint64
-	h     [32]byte
+	ck   chainingKey
+	k    cipherKey
+	hasK bool
+	n    uint64
+	h    [32]byte
 }
 
 func newSymmetric(protocol string) (*symmetric, error) {
-	s := &symmetric{}
-	if err := newKeys(&s.ck, &s.k); err != nil {
+	var ck, k *[32]byte
+	if err := secret.NewN(&ck, &k); err != nil {
 		return nil, err
 	}
+	s := &symmetric{ck: chainingKey{ck}, k: cipherKey{k}}
 	// InitializeSymmetric: h = name padded to HASHLEN, or HASH(name).
 	if len(protocol) <= 32 {
 		copy(s.h[:], protocol)
 	} else {
 		s.h = sha256.Sum256([]byte(protocol))
 	}
-	*s.ck = s.h
+	*ck = s.h
 	return s, nil
 }
 
 // clone copies the state into fresh slots so that a failed read can be
-// dropped without touching the original.
+// dropped without touching the original. The copy runs in secret.Do: it
+// passes through registers.
 func (s *symmetric) clone() (*symmetric, error) {
-	c := &symmetric{hasK: s.hasK, n: s.n, h: s.h}
-	if err := newKeys(&c.ck, &c.k); err != nil {
+	var ck, k *[32]byte
+	if err := secret.NewN(&ck, &k); err != nil {
 		return nil, err
 	}
-	*c.ck, *c.k = *s.ck, *s.k
-	return c, nil
+	secret.Do(func() { *ck, *k = *s.ck.p, *s.k.p })
+	return &symmetric{ck: chainingKey{ck}, k: cipherKey{k}, hasK: s.hasK, n: s.n, h: s.h}, nil
 }
 
 func (s *symmetric) free() {
 	if s == nil {
 		return
 	}
-	freeKey(s.ck)
-	freeKey(s.k)
-	s.ck, s.k = nil, nil
-	Wipe(s.h[:])
-}
-
-// HMACSHA256 writes HMAC-SHA256(key, data...) into out, for keystores that
-// derive keys; the key is at most 64 bytes, the data at most 96.
-func HMACSHA256(out *[32]byte, key []byte, data ...[]byte) { hmacInto(out, key, data...) }
-
-// hmacInto writes HMAC-SHA256(key, data...) into out (RFC 2104, key at most
-// one block). Written out, with buffers on the stack, because crypto/hmac
-// allocates eight heap objects a call, each of which runtime/secret must
-// track and erase; a test checks it against crypto/hmac.
-func hmacInto(out *[32]byte, key []byte, data ...[]byte) {
-	var in [64 + 96]byte
-	n := 64
-	for _, d := range data {
-		n += copy(in[n:], d)
-	}
-	if len(key) > 64 || n-64 != msgLen(data) {
-		panic("loramesh: hmacInto input too long")
-	}
-	var outer [64 + 32]byte
-	for i := range 64 {
-		var k byte
-		if i < len(key) {
-			k = key[i]
-		}
-		in[i], outer[i] = k^0x36, k^0x5c
-	}
-	inner := sha256.Sum256(in[:n])
-	copy(outer[64:], inner[:])
-	*out = sha256.Sum256(outer[:])
-	Wipe(in[:])
-	Wipe(outer[:])
-	Wipe(inner[:])
-}
-
-func msgLen(d [][]byte) (n int) {
-	for _, b := range d {
-		n += len(b)
-	}
-	return n
+	s.ck.free()
+	s.k.free()
+	s.ck, s.k = chainingKey{}, cipherKey{}
+	secret.Wipe(s.h[:])
 }
 
 // hkdf2 is Noise's HKDF(ck, ikm) with two outputs, written into out1, out2.
 // out1 may alias ck.
 func hkdf2(ck *[32]byte, ikm []byte, out1, out2 *[32]byte) {
-	Protect(func() {
+	secret.Do(func() {
 		var tmp [32]byte
-		hmacInto(&tmp, ck[:], ikm)
-		hmacInto(out1, tmp[:], []byte{1})
-		hmacInto(out2, tmp[:], out1[:], []byte{2})
-		Wipe(tmp[:])
+		prim.HMAC(&tmp, ck[:], ikm)
+		prim.HMAC(out1, tmp[:], []byte{1})
+		prim.HMAC(out2, tmp[:], out1[:], []byte{2})
+		secret.Wipe(tmp[:])
 	})
 }
 
@@ -115,26 +80,51 @@ func (s *symmetric) mixHash(data []byte) {
 
 // mixKey: ck, temp_k = HKDF(ck, ikm, 2); k = temp_k; n = 0.
 func (s *symmetric) mixKey(ikm *[32]byte) {
-	hkdf2(s.ck, ikm[:], s.ck, s.k)
+	hkdf2(s.ck.p, ikm[:], s.ck.p, s.k.p)
 	s.hasK, s.n = true, 0
 }
 
+// mixDH runs one DH token of the pattern (ee, es, se) with our ephemeral key:
+// MixKey(DH(e, peer)), the DH output held in a temporary slot.
+func (s *symmetric) mixDH(e ephemeralKey, peer keystore.PublicKey) error {
+	return s.mixWith(func(out *[32]byte) error { return e.dh(peer, out) })
+}
+
+// mixIdentityDH runs one DH token with the identity's static key (es for the
+// responder, ss, se for the initiator) through the keystore.
+func (s *symmetric) mixIdentityDH(id keystore.Identity, peer keystore.PublicKey) error {
+	return s.mixWith(func(out *[32]byte) error { return identityDH(id, peer, out) })
+}
+
+func (s *symmetric) mixWith(dh func(*[32]byte) error) error {
+	out, err := secret.NewTemp()
+	if err != nil {
+		return err
+	}
+	defer secret.Free(out)
+	if err := dh(out); err != nil {
+		return err
+	}
+	s.mixKey(out)
+	return nil
+}
+
 func nonce(n uint64) []byte {
-	var b [chacha20poly1305.NonceSize]byte
+	var b [12]byte
 	binary.LittleEndian.PutUint64(b[4:], n)
 	return b[:]
 }
 
 // seal appends the ChaCha20-Poly1305 sealing of plaintext to dst; give dst
-// the capacity so that nothing is allocated inside Protect.
+// the capacity so that nothing is allocated inside secret.Do.
 func seal(key *[32]byte, n uint64, dst, ad, plaintext []byte) (out []byte) {
-	Protect(func() { out = sealRaw(key, n, dst, ad, plaintext) })
+	secret.Do(func() { out = sealRaw(key, n, dst, ad, plaintext) })
 	return out
 }
 
 func open(key *[32]byte, n uint64, ad, ciphertext []byte) (out []byte, err error) {
 	out = make([]byte, 0, len(ciphertext))
-	Protect(func() { out, err = openRaw(key, n, out, ad, ciphertext) })
+	secret.Do(func() { out, err = openRaw(key, n, out, ad, ciphertext) })
 	return out, err
 }
 
@@ -144,8 +134,8 @@ func (s *symmetric) encryptAndHash(dst, plaintext []byte) []byte {
 		s.mixHash(plaintext)
 		return out
 	}
-	dst = slices.Grow(dst, len(plaintext)+chacha20poly1305.Overhead)
-	out := seal(s.k, s.n, dst, s.h[:], plaintext)
+	dst = slices.Grow(dst, len(plaintext)+tagSize)
+	out := seal(s.k.p, s.n, dst, s.h[:], plaintext)
 	s.n++
 	s.mixHash(out[len(dst):])
 	return out
@@ -156,7 +146,7 @@ func (s *symmetric) decryptAndHash(ciphertext []byte) ([]byte, error) {
 		s.mixHash(ciphertext)
 		return append([]byte(nil), ciphertext...), nil
 	}
-	p, err := open(s.k, s.n, s.h[:], ciphertext)
+	p, err := open(s.k.p, s.n, s.h[:], ciphertext)
 	if err != nil {
 		return nil, err
 	}
@@ -166,6 +156,6 @@ func (s *symmetric) decryptAndHash(ciphertext []byte) ([]byte, error) {
 }
 
 // split: temp_k1, temp_k2 = HKDF(ck, zerolen, 2), into c1 and c2.
-func (s *symmetric) split(c1, c2 *[32]byte) {
-	hkdf2(s.ck, nil, c1, c2)
+func (s *symmetric) split(c1, c2 chainKey) {
+	hkdf2(s.ck.p, nil, c1.p, c2.p)
 }

@@ -1,7 +1,7 @@
 // Package keystore is the seam between the loramesh core and whatever holds an
-// identity's long-term private keys: a memguard enclave, a PKCS#11 token or a
-// TPM. The core never sees a long-term private key; it asks an Identity to
-// sign or to do one Diffie-Hellman operation.
+// identity's long-term private keys: locked memory (keystore/memory), a
+// PKCS#11 token or a TPM. The core never sees a long-term private key; it
+// asks an Identity to sign or to do one Diffie-Hellman operation.
 package keystore
 
 import (
@@ -9,7 +9,6 @@ import (
 	"crypto/ecdh"
 	"crypto/elliptic"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 )
 
@@ -43,19 +42,6 @@ func (s Suite) PublicKeySize() int {
 	}
 	return 0
 }
-
-// Sentinel errors. Backends wrap them (fmt.Errorf("...: %w", ErrX)) so callers
-// can use errors.Is whatever holds the key.
-var (
-	ErrNotFound         = errors.New("keystore: identity not found")
-	ErrExists           = errors.New("keystore: identity already exists")
-	ErrUnsupportedSuite = errors.New("keystore: suite not supported")
-	ErrInvalidPublicKey = errors.New("keystore: invalid public key")
-	ErrAuth             = errors.New("keystore: wrong PIN, passphrase or auth value")
-	ErrLocked           = errors.New("keystore: PIN or key locked out")
-	ErrClosed           = errors.New("keystore: closed")
-	ErrKeystore         = errors.New("keystore: key holder failure")
-)
 
 // PublicKey is a validated Diffie-Hellman public key of one suite. The zero
 // value is invalid. X25519 keys are canonical (u < 2^255-19, top bit

@@ -25,7 +25,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/loramesh/loramesh-core/keystore/softhsm"
+	"github.com/loramesh/loramesh-core/internal/softhsm"
 )
 
 var (
@@ -130,6 +130,12 @@ func TestCBasic(t *testing.T) {
 	t.Parallel()
 	exe := compile(t, "basic")
 	run(t, nil, exe, filepath.Join(t.TempDir(), "keystore"))
+}
+
+func TestCEngine(t *testing.T) {
+	t.Parallel()
+	exe := compile(t, "engine")
+	run(t, nil, exe, t.TempDir())
 }
 
 func TestCThreads(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/awnumar/memguard"
+	"github.com/loramesh/loramesh-core/internal/secret"
 )
 
 // FuzzParseFile: any bytes give a file or ErrCorrupt, never a panic, and
@@ -18,7 +18,11 @@ func FuzzParseFile(f *testing.F) {
 		f.Fatal(err)
 	}
 	path := filepath.Join(dir, "seed.lmid")
-	pass := memguard.NewEnclave([]byte("fuzz"))
+	pass, err := secret.NewBuffer([]byte("fuzz"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer pass.Free()
 	if err := Save(path, id, pass, Params{Time: 1, Memory: 8, Threads: 1}); err != nil {
 		f.Fatal(err)
 	}
@@ -33,7 +37,7 @@ func FuzzParseFile(f *testing.F) {
 			}
 			return
 		}
-		if p.Params.Memory > maxMemory || p.Params.Time > maxTime || p.Params.Threads == 0 {
+		if p.params.Memory > maxMemory || p.params.Time > maxTime || p.params.Threads == 0 {
 			t.Fatal("parameters out of bounds accepted")
 		}
 	})

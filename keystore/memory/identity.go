@@ -1,8 +1,24 @@
 // Package memory keeps identities in software: a 32-byte Ed25519 seed sealed
-// in a memguard Enclave and opened into a LockedBuffer only for the length of
-// one burst of operations (see HoldOpen). Importing memguard disables core dumps for the whole
-// process (its init sets RLIMIT_CORE to 0); this package never calls
-// memguard.CatchInterrupt, so signal handling stays the host's.
+// at rest in locked memory and unsealed, into another locked slot, only for
+// the length of one operation.
+//
+// Sealing at rest: every identity's seed is kept XORed with a mask
+// HMAC-SHA256(process key, "loramesh seal v1" || nonce), where the process
+// key is 32 random bytes in a locked page of its own (made on first use) and
+// the nonce is the identity's own. A read of the slab page that holds a
+// sealed seed (a stray buffer over-read, a partial memory disclosure) learns
+// nothing without the key's page too. Unsealing is one stack-only HMAC, so
+// nothing is kept open between operations and nothing runs in the
+// background: an idle process with open identities never wakes up for them
+// (memguard, which this package used before, re-keyed its coffer every
+// 500 ms for the life of the process).
+//
+// Custody: every operation runs in secret.Do on stack buffers (Sign is
+// written over filippo.io/edwards25519 because crypto/ed25519 copies the
+// private key into heap objects of its own, which runtime/secret erases only
+// when a garbage collection frees them). Close wipes the sealed seed; after
+// it the process holds no copy of the seed or of anything derived from it
+// (the custody tests scan the whole process to check).
 package memory
 
 import (
@@ -13,11 +29,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
-	"time"
 
-	"github.com/awnumar/memguard"
-	"github.com/loramesh/loramesh-core/core"
+	"filippo.io/edwards25519"
+	"github.com/loramesh/loramesh-core/internal/prim"
+	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 )
 
@@ -26,78 +43,63 @@ const SeedSize = ed25519.SeedSize
 
 // Identity is a software identity. Sign uses Ed25519; DH offers X25519 (the
 // RFC 7748 key of the same seed) and a P-256 key derived from the seed.
+// Its methods are safe for concurrent use.
 type Identity struct {
-	seed  *memguard.Enclave
-	pPub  keystore.PublicKey
-	xPub  keystore.PublicKey
-	edPub ed25519.PublicKey
-
-	mu     sync.Mutex
-	open   *memguard.LockedBuffer // the seed while operations keep coming
-	users  int
-	timer  *time.Timer
-	closed bool
+	mu     sync.RWMutex // read: an operation in flight; write: Close
+	sealed *[32]byte    // the seed XOR its mask, in the locked slab; nil once closed
+	nonce  [16]byte
+	pPub   keystore.PublicKey
+	xPub   keystore.PublicKey
+	edPub  [32]byte
 }
-
-// HoldOpen is how long the seed stays open in its LockedBuffer after the
-// last operation. Opening an enclave costs memguard a fresh mmap, mlock and
-// two mprotects (85-165 us here, more than a scalar multiplication), so a
-// burst of operations (a handshake needs two, a gateway many) shares one
-// opening; a node at rest holds only the sealed enclave.
-const HoldOpen = 2 * time.Second
 
 var _ keystore.Identity = (*Identity)(nil)
 
-// memguard panics, purging every buffer in the process, when mlock fails.
-// Every memguard allocation here runs under core.WithLockedHeadroom, which
-// first checks that the pages it needs can be locked: an output buffer and
-// the coffer key's view (two pages), its three key buffers on first use,
-// and one to spare.
-const memguardPages = 6
-
-func withLocked(e *memguard.Enclave, f func(b []byte) error) error {
-	b, err := allocLocked(e)
-	if err != nil {
-		return err
-	}
-	if b == nil {
-		return f(nil)
-	}
-	defer b.Destroy()
-	return f(b.Bytes())
+// sealKey is the process's sealing key, in a locked page of its own.
+var sealKey struct {
+	mu  sync.Mutex
+	buf *secret.Buffer
 }
 
-// allocLocked opens e into a new LockedBuffer; for e == nil it only checks
-// the headroom, for callers that make their own buffer next.
-func allocLocked(e *memguard.Enclave) (b *memguard.LockedBuffer, err error) {
-	err = core.WithLockedHeadroom(memguardPages, func() error {
-		if e == nil {
-			return nil
+// withSealKey runs f with the sealing key, making it on first use.
+func withSealKey(f func(k []byte)) error {
+	sealKey.mu.Lock()
+	defer sealKey.mu.Unlock()
+	if sealKey.buf == nil {
+		var k [32]byte
+		defer secret.Wipe(k[:])
+		if _, err := io.ReadFull(rand.Reader, k[:]); err != nil {
+			return fmt.Errorf("memory: sealing key: %w", err)
 		}
-		var oerr error
-		if b, oerr = e.Open(); oerr != nil {
-			return fmt.Errorf("%w: opening enclave: %v", keystore.ErrKeystore, oerr)
+		b, err := secret.NewBuffer(k[:])
+		if err != nil {
+			return err
 		}
-		return nil
-	})
-	return b, err
+		sealKey.buf = b
+	}
+	f(sealKey.buf.Bytes())
+	return nil
 }
 
-// sealNew copies src into a new enclave, under the headroom check.
-func sealNew(src []byte) (e *memguard.Enclave, err error) {
-	err = core.WithLockedHeadroom(memguardPages, func() error {
-		b := memguard.NewBuffer(len(src))
-		b.Copy(src)
-		e = b.Seal()
-		return nil
+var sealLabel = []byte("loramesh seal v1")
+
+// xorMask XORs dst with the identity's mask; the mask lives on the stack
+// and is wiped.
+func (id *Identity) xorMask(dst *[32]byte) error {
+	return withSealKey(func(k []byte) {
+		var m [32]byte
+		prim.HMAC(&m, k, sealLabel, id.nonce[:])
+		for i := range dst {
+			dst[i] ^= m[i]
+		}
+		secret.Wipe(m[:])
 	})
-	return e, err
 }
 
 // Generate makes a new identity from crypto/rand.
 func Generate() (*Identity, error) {
 	var seed [SeedSize]byte
-	defer core.Wipe(seed[:])
+	defer secret.Wipe(seed[:])
 	if _, err := io.ReadFull(rand.Reader, seed[:]); err != nil {
 		return nil, err
 	}
@@ -110,36 +112,44 @@ func FromSeed(seed []byte) (*Identity, error) {
 	if len(seed) != SeedSize {
 		return nil, fmt.Errorf("%w: seed must be %d bytes", keystore.ErrKeystore, SeedSize)
 	}
-	sealed, err := sealNew(seed)
+	id := &Identity{}
+	if _, err := io.ReadFull(rand.Reader, id.nonce[:]); err != nil {
+		return nil, err
+	}
+	s, err := secret.New()
 	if err != nil {
 		return nil, err
 	}
-	id := &Identity{seed: sealed}
-	err = withLocked(id.seed, func(s []byte) (err error) {
-		core.Protect(func() {
-			priv := ed25519.NewKeyFromSeed(s)
-			id.edPub = append(ed25519.PublicKey(nil), priv[32:]...)
-			core.Wipe(priv)
-			var sc, u [32]byte
-			x25519Scalar(s, &sc)
-			if err = core.X25519Base(&u, &sc); err != nil {
-				return
-			}
-			core.Wipe(sc[:])
-			if id.xPub, err = keystore.ParsePublicKey(keystore.X25519, u[:]); err != nil {
-				return
-			}
-			var k [32]byte
-			if err = p256Scalar(s, &k); err == nil {
-				id.pPub, err = core.P256Base(&k)
-			}
-			core.Wipe32(&k)
-		})
-		return err
+	copy(s[:], seed)
+	secret.Do(func() {
+		var sc [32]byte
+		x25519Scalar(s[:], &sc)
+		var e edwards25519.Scalar
+		if _, err = e.SetBytesWithClamping(sc[:]); err != nil {
+			return
+		}
+		var a edwards25519.Point
+		a.ScalarBaseMult(&e)
+		copy(id.edPub[:], a.Bytes())
+		if id.xPub, err = keystore.ParsePublicKey(keystore.X25519, a.BytesMontgomery()); err != nil {
+			return
+		}
+		e = edwards25519.Scalar{}
+		secret.Wipe(sc[:])
+		var k [32]byte
+		if err = p256Scalar(s[:], &k); err == nil {
+			id.pPub, err = prim.P256Base(&k)
+		}
+		secret.Wipe(k[:])
 	})
+	if err == nil {
+		err = id.xorMask(s)
+	}
 	if err != nil {
+		secret.Free(s)
 		return nil, err
 	}
+	id.sealed = s
 	return id, nil
 }
 
@@ -148,7 +158,7 @@ func FromSeed(seed []byte) (*Identity, error) {
 func x25519Scalar(seed []byte, out *[32]byte) {
 	h := sha512.Sum512(seed)
 	copy(out[:], h[:32])
-	core.Wipe(h[:])
+	secret.Wipe(h[:])
 }
 
 // p256Scalar derives the identity's P-256 private key into out: the first
@@ -157,17 +167,17 @@ func x25519Scalar(seed []byte, out *[32]byte) {
 // probability about 2^-32.
 func p256Scalar(seed []byte, out *[32]byte) error {
 	for c := byte(0); c < 16; c++ {
-		core.HMACSHA256(out, seed, []byte("loramesh p256 identity v1"), []byte{c})
-		if core.P256ScalarValid(out) {
+		prim.HMAC(out, seed, []byte("loramesh p256 identity v1"), []byte{c})
+		if prim.P256ScalarValid(out) {
 			return nil
 		}
 	}
-	core.Wipe32(out)
+	secret.Wipe(out[:])
 	return errors.New("memory: no valid P-256 scalar")
 }
 
 // PublicBytes returns the 32-byte Ed25519 public key.
-func (id *Identity) PublicBytes() []byte { return append([]byte(nil), id.edPub...) }
+func (id *Identity) PublicBytes() []byte { return append([]byte(nil), id.edPub[:]...) }
 
 // DeriveX25519 returns the public X25519 key of the same seed: the Montgomery
 // form of the Ed25519 public key.
@@ -192,98 +202,125 @@ func (id *Identity) DHPublic(s keystore.Suite) (keystore.PublicKey, error) {
 	return keystore.PublicKey{}, keystore.ErrUnsupportedSuite
 }
 
-// use runs f with the seed, opening the enclave if it is not open yet.
+// use runs f with the seed unsealed (see unseal).
 func (id *Identity) use(f func(seed []byte) error) error {
-	b, err := id.acquire()
+	s, err := id.unseal()
 	if err != nil {
 		return err
 	}
-	defer id.release()
-	return f(b.Bytes())
+	defer id.release(s)
+	return f(s[:])
 }
 
-func (id *Identity) acquire() (*memguard.LockedBuffer, error) {
-	id.mu.Lock()
-	defer id.mu.Unlock()
-	if id.closed {
+// unseal returns the seed in a locked slot, holding off Close until release
+// wipes the slot. The slot is a long-lived one (secret.New), so when locked
+// memory runs out a memory identity's DH fails with ErrLockedMemory and the
+// slab's reserve stays for established sessions.
+func (id *Identity) unseal() (*[32]byte, error) {
+	if id == nil {
 		return nil, keystore.ErrClosed
 	}
-	if id.open == nil {
-		b, err := allocLocked(id.seed)
-		if err != nil {
-			return nil, err
-		}
-		id.open = b
-		id.timer = time.AfterFunc(HoldOpen, id.expire)
-	} else {
-		id.timer.Reset(HoldOpen)
+	id.mu.RLock()
+	if id.sealed == nil {
+		id.mu.RUnlock()
+		return nil, keystore.ErrClosed
 	}
-	id.users++
-	return id.open, nil
+	s, err := secret.New()
+	if err == nil {
+		*s = *id.sealed
+		err = id.xorMask(s)
+	}
+	if err != nil {
+		secret.Free(s)
+		id.mu.RUnlock()
+		return nil, err
+	}
+	return s, nil
 }
 
-func (id *Identity) release() {
-	id.mu.Lock()
-	defer id.mu.Unlock()
-	id.users--
-	if id.closed && id.users == 0 {
-		id.destroy()
-	}
+func (id *Identity) release(s *[32]byte) {
+	secret.Free(s)
+	id.mu.RUnlock()
 }
 
-func (id *Identity) expire() {
-	id.mu.Lock()
-	defer id.mu.Unlock()
-	if id.users > 0 {
-		id.timer.Reset(HoldOpen)
-		return
-	}
-	id.destroy()
-}
-
-// destroy wipes and unmaps the open seed; mu is held.
-func (id *Identity) destroy() {
-	if id.open != nil {
-		id.timer.Stop()
-		id.open.Destroy()
-		id.open = nil
-	}
-}
+// maxStackMessage is the longest message Sign hashes from a stack buffer;
+// longer ones go through a locked buffer of their own.
+const maxStackMessage = 1024
 
 // Sign signs message with Ed25519 (opts must be crypto.Hash(0): Ed25519
-// signs the message itself).
-func (id *Identity) Sign(_ io.Reader, message []byte, opts crypto.SignerOpts) (sig []byte, err error) {
-	if opts.HashFunc() != 0 {
+// signs the message itself). The signature is crypto/ed25519's, byte for
+// byte (tested), computed on stack buffers only.
+func (id *Identity) Sign(_ io.Reader, message []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if opts == nil || opts.HashFunc() != 0 {
 		return nil, errors.New("memory: Ed25519 signs unhashed messages (use crypto.Hash(0))")
 	}
-	err = id.use(func(seed []byte) error {
-		core.Protect(func() {
-			priv := ed25519.NewKeyFromSeed(seed)
-			sig = ed25519.Sign(priv, message)
-			core.Wipe(priv)
+	seed, err := id.unseal()
+	if err != nil {
+		return nil, err
+	}
+	defer id.release(seed)
+	sig := make([]byte, 64)
+	if len(message) <= maxStackMessage {
+		secret.Do(func() {
+			var scratch [64 + maxStackMessage]byte
+			signEd25519((*[64]byte)(sig), seed, &id.edPub, message, scratch[:])
 		})
-		return nil
-	})
-	return sig, err
+		return sig, nil
+	}
+	buf, err := secret.NewBuffer(make([]byte, 64+len(message)))
+	if err != nil {
+		return nil, err
+	}
+	defer buf.Free()
+	secret.Do(func() { signEd25519((*[64]byte)(sig), seed, &id.edPub, message, buf.Bytes()) })
+	return sig, nil
+}
+
+// signEd25519 is RFC 8032 5.1.6 without a heap allocation: scratch (at
+// least 64+len(msg) bytes, wiped here) holds prefix||msg, then R||A||msg.
+func signEd25519(sig *[64]byte, seed *[32]byte, pub *[32]byte, msg, scratch []byte) {
+	h := sha512.Sum512(seed[:])
+	var s, r, k, S edwards25519.Scalar
+	s.SetBytesWithClamping(h[:32])
+	copy(scratch, h[32:])
+	copy(scratch[32:], msg)
+	rh := sha512.Sum512(scratch[:32+len(msg)])
+	r.SetUniformBytes(rh[:])
+	var R edwards25519.Point
+	R.ScalarBaseMult(&r)
+	var rb [32]byte
+	copy(rb[:], R.Bytes())
+	copy(scratch, rb[:])
+	copy(scratch[32:], pub[:])
+	copy(scratch[64:], msg)
+	kh := sha512.Sum512(scratch[:64+len(msg)])
+	k.SetUniformBytes(kh[:])
+	S.MultiplyAdd(&k, &s, &r)
+	copy(sig[:32], rb[:])
+	copy(sig[32:], S.Bytes())
+	secret.Wipe(h[:])
+	secret.Wipe(rh[:])
+	secret.Wipe(scratch[:64+len(msg)])
+	s, r, S = edwards25519.Scalar{}, edwards25519.Scalar{}, edwards25519.Scalar{}
 }
 
 // DH computes the shared secret with peer into out.
 func (id *Identity) DH(peer keystore.PublicKey, out *[32]byte) error {
 	return id.use(func(seed []byte) (err error) {
-		core.Protect(func() {
+		secret.Do(func() {
 			switch peer.Suite() {
 			case keystore.X25519:
 				var sc, u [32]byte
 				x25519Scalar(seed, &sc)
 				copy(u[:], peer.Bytes())
-				err = core.X25519(out, &sc, &u)
-				core.Wipe(sc[:])
+				err = prim.X25519(out, &sc, &u)
+				secret.Wipe(sc[:])
 			case keystore.P256:
 				var k [32]byte
 				if err = p256Scalar(seed, &k); err == nil {
-					err = core.P256(out, &k, peer)
+					err = prim.P256(out, &k, peer)
 				}
-				core.Wipe32(&k)
+				secret.Wipe(k[:])
 			default:
 				err = keystore.ErrUnsupportedSuite
 			}
@@ -292,15 +329,26 @@ func (id *Identity) DH(peer keystore.PublicKey, out *[32]byte) error {
 	})
 }
 
-// Close wipes the open seed (at once, or when the last operation in flight
-// ends). The sealed enclave is left to the garbage collector: memguard has no
-// way to destroy one, and it cannot be opened once its coffer key is gone.
+// Close wipes the sealed seed (after the operations in flight end), then
+// runs a garbage collection, so that whatever heap temporaries the
+// operations made inside secret.Do are erased now rather than at a
+// collection that may never come on an idle device. Everything here keeps
+// its temporaries on the stack, but that rests on the compiler's escape
+// analysis (a -race build of crypto/sha512.Sum512 puts its output on the
+// heap, and the custody test caught it); the collection does not. It costs
+// one collection per Close, about a millisecond with a small heap. Further
+// use gives keystore.ErrClosed. A nil *Identity closes without error.
 func (id *Identity) Close() error {
+	if id == nil {
+		return nil
+	}
 	id.mu.Lock()
-	defer id.mu.Unlock()
-	id.closed = true
-	if id.users == 0 {
-		id.destroy()
+	first := id.sealed != nil
+	secret.Free(id.sealed)
+	id.sealed = nil
+	id.mu.Unlock()
+	if first {
+		runtime.GC()
 	}
 	return nil
 }

@@ -18,6 +18,19 @@ import (
 
 var fast = &memory.Params{Time: 1, Memory: 64, Threads: 1}
 
+func TestMain(m *testing.M) {
+	if os.Getenv(idleEnv) != "" {
+		os.Exit(idleChild())
+	}
+	if os.Getenv(writerEnv) != "" {
+		os.Exit(writerChild())
+	}
+	if os.Getenv(custodyEnv) != "" {
+		os.Exit(custodyChild())
+	}
+	os.Exit(m.Run())
+}
+
 // The X25519 key of a seed is the same whether computed from the clamped
 // SHA-512 half (RFC 8032/7748) or as the Montgomery form u = (1+y)/(1-y) of
 // the Ed25519 public key; the second is computed here with math/big.
@@ -118,7 +131,7 @@ func TestKeystoreFiles(t *testing.T) {
 	}
 
 	wrong, _ := memory.Open(dir, []byte("wrong"), fast)
-	if _, err := wrong.Open("alice"); !errors.Is(err, keystore.ErrAuth) {
+	if _, err := wrong.Open("alice"); !errors.Is(err, keystore.ErrWrongPIN) {
 		t.Fatalf("wrong passphrase: %v", err)
 	}
 	for _, damaged := range [][]byte{orig[:len(orig)/2], append(bytes.Clone(orig), 1), {}, []byte("garbage")} {
@@ -130,7 +143,7 @@ func TestKeystoreFiles(t *testing.T) {
 	flipped := bytes.Clone(orig)
 	flipped[len(flipped)-3] ^= 1
 	os.WriteFile(filepath.Join(dir, "flip.lmid"), flipped, 0o600)
-	if _, err := ks.Open("flip"); !errors.Is(err, keystore.ErrAuth) {
+	if _, err := ks.Open("flip"); !errors.Is(err, keystore.ErrWrongPIN) {
 		t.Fatalf("altered ciphertext: %v", err)
 	}
 	if now, _ := os.ReadFile(path); !bytes.Equal(now, orig) {
@@ -161,5 +174,38 @@ func TestParamsBounds(t *testing.T) {
 		if _, err := memory.Open(t.TempDir(), []byte("pw"), &p); !errors.Is(err, memory.ErrParams) {
 			t.Fatalf("%+v: %v", p, err)
 		}
+	}
+}
+
+// Every error path returns a nil interface (never an interface holding a
+// nil *Identity), and Close on whatever it returned is safe.
+func TestErrorPathsReturnNil(t *testing.T) {
+	dir := t.TempDir()
+	ks, err := memory.Open(dir, []byte("pw"), fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	g, _ := ks.Generate("x")
+	g.Close()
+	os.WriteFile(filepath.Join(dir, "junk.lmid"), []byte("junk"), 0o600)
+	wrong, _ := memory.Open(dir, []byte("wrong"), fast)
+	defer wrong.Close()
+	for name, f := range map[string]func() (keystore.Identity, error){
+		"missing":   func() (keystore.Identity, error) { return ks.Open("missing") },
+		"corrupt":   func() (keystore.Identity, error) { return ks.Open("junk") },
+		"bad name":  func() (keystore.Identity, error) { return ks.Open("../x") },
+		"wrong pw":  func() (keystore.Identity, error) { return wrong.Open("x") },
+		"exists":    func() (keystore.Identity, error) { return ks.Generate("x") },
+		"bad suite": func() (keystore.Identity, error) { return ks.Generate("y", 9) },
+	} {
+		id, err := f()
+		if err == nil || id != nil {
+			t.Fatalf("%s: %v, %#v: want an error and a nil interface", name, err, id)
+		}
+	}
+	var nilID *memory.Identity
+	if err := nilID.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

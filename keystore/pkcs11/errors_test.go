@@ -46,9 +46,9 @@ func TestErrors(t *testing.T) {
 		{"missing module", Config{ModulePath: "/nonexistent/libnothing.so", Token: tokA.Label}, tokA.PIN, []error{ErrModuleNotFound, keystore.ErrKeystore}},
 		{"not a module", Config{ModulePath: notLib, Token: tokA.Label}, tokA.PIN, []error{ErrModuleLoad, keystore.ErrKeystore}},
 		{"unknown token", Config{ModulePath: mod, Token: "no-such-token"}, tokA.PIN, []error{ErrTokenNotFound, keystore.ErrNotFound}},
-		{"wrong PIN, logged in", Config{ModulePath: mod, Token: tokA.Label}, wrong, []error{keystore.ErrAuth}},
-		{"empty PIN", Config{ModulePath: mod, Token: tokA.Label}, []byte{}, []error{keystore.ErrAuth}},
-		{"missing pin-source", Config{ModulePath: mod, Token: tokA.Label, PINSource: "file:/nonexistent/pin"}, nil, []error{keystore.ErrAuth}},
+		{"wrong PIN, logged in", Config{ModulePath: mod, Token: tokA.Label}, wrong, []error{keystore.ErrWrongPIN}},
+		{"empty PIN", Config{ModulePath: mod, Token: tokA.Label}, []byte{}, []error{keystore.ErrWrongPIN}},
+		{"missing pin-source", Config{ModulePath: mod, Token: tokA.Label, PINSource: "file:/nonexistent/pin"}, nil, []error{keystore.ErrWrongPIN}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			k, err := Open(c.cfg, c.pin)
@@ -65,9 +65,16 @@ func TestErrors(t *testing.T) {
 		})
 	}
 
-	if _, err := ks.Open("nobody"); !errors.Is(err, keystore.ErrNotFound) {
-		t.Fatalf("unknown key: %v", err)
+	// A failed Open or Generate returns a nil interface: Close on whatever
+	// came back is safe (it was an interface holding a nil *Identity).
+	if o, err := ks.Open("nobody"); !errors.Is(err, keystore.ErrNotFound) || o != nil {
+		t.Fatalf("unknown key: %v, %#v", err, o)
 	}
+	if o, err := ks.Generate("victim"); !errors.Is(err, keystore.ErrExists) || o != nil {
+		t.Fatalf("existing name: %v, %#v", err, o)
+	}
+	var nilID *Identity
+	nilID.Close()
 	if err := ks.Delete("nobody"); !errors.Is(err, keystore.ErrNotFound) {
 		t.Fatalf("delete unknown key: %v", err)
 	}
@@ -139,7 +146,7 @@ func mustParse(t *testing.T, s keystore.Suite, b []byte) keystore.PublicKey {
 func TestWrongPINFirstLogin(t *testing.T) {
 	cfg := Config{ModulePath: tokFresh.Module, Token: tokFresh.Label}
 	for range 3 {
-		if _, err := Open(cfg, []byte("00000000")); !errors.Is(err, keystore.ErrAuth) || !errors.Is(err, p11.Error(p11.CKR_PIN_INCORRECT)) {
+		if _, err := Open(cfg, []byte("00000000")); !errors.Is(err, keystore.ErrWrongPIN) || !errors.Is(err, p11.Error(p11.CKR_PIN_INCORRECT)) {
 			t.Fatalf("wrong PIN: %v", err)
 		}
 	}

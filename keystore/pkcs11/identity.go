@@ -5,15 +5,20 @@ import (
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/subtle"
 	"encoding/asn1"
 	"fmt"
 	"io"
 	"math/big"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	p11 "github.com/miekg/pkcs11"
 
+	"github.com/loramesh/loramesh-core/internal/prim"
+	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 )
 
@@ -31,6 +36,37 @@ type Identity struct {
 	hasX   bool
 	ops    atomic.Uint64
 	closed atomic.Bool
+
+	hmu sync.Mutex
+	gen uint64 // the token generation priv and xPriv belong to
+}
+
+// handles returns the private key handles, finding them again (by label and
+// id) after the token was reattached.
+func (i *Identity) handles(sh p11.SessionHandle) (priv, xPriv p11.ObjectHandle, err error) {
+	g := i.t.gen.Load()
+	i.hmu.Lock()
+	defer i.hmu.Unlock()
+	if i.gen == g {
+		return i.priv, i.xPriv, nil
+	}
+	ctx := i.t.mod.ctx
+	if priv, err = findKey(ctx, sh, i.name, i.id, p11.CKO_PRIVATE_KEY, oidP256); err != nil {
+		return 0, 0, err
+	}
+	if i.hasX {
+		privs, err := findAll(ctx, sh, []*p11.Attribute{p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PRIVATE_KEY),
+			p11.NewAttribute(p11.CKA_LABEL, i.name), p11.NewAttribute(p11.CKA_ID, i.id)})
+		if err != nil {
+			return 0, 0, err
+		}
+		if privs = slices.DeleteFunc(privs, func(h p11.ObjectHandle) bool { return h == priv }); len(privs) != 1 {
+			return 0, 0, fmt.Errorf("pkcs11: identity %q: %d X25519 private keys: %w", i.name, len(privs), keystore.ErrNotFound)
+		}
+		xPriv = privs[0]
+	}
+	i.priv, i.xPriv, i.gen = priv, xPriv, g
+	return priv, xPriv, nil
 }
 
 // Name returns the identity's name (its CKA_LABEL).
@@ -53,10 +89,13 @@ func (i *Identity) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]b
 	i.ops.Add(1)
 	err := i.t.do(func(sh p11.SessionHandle) error {
 		ctx := i.t.mod.ctx
-		if err := ctx.SignInit(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_ECDSA, nil)}, i.priv); err != nil {
+		priv, _, err := i.handles(sh)
+		if err != nil {
+			return err
+		}
+		if err := ctx.SignInit(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_ECDSA, nil)}, priv); err != nil {
 			return wrap("signing", err)
 		}
-		var err error
 		if raw, err = ctx.Sign(sh, digest); err != nil {
 			return wrap("signing", err)
 		}
@@ -96,8 +135,8 @@ func (i *Identity) DH(peer keystore.PublicKey, out *[32]byte) error {
 	if i.closed.Load() {
 		return keystore.ErrClosed
 	}
-	var key p11.ObjectHandle
 	var point []byte
+	useX := false
 	switch {
 	case peer.IsZero():
 		return fmt.Errorf("pkcs11: zero peer key: %w", keystore.ErrInvalidPublicKey)
@@ -106,9 +145,9 @@ func (i *Identity) DH(peer keystore.PublicKey, out *[32]byte) error {
 		if err != nil {
 			return fmt.Errorf("pkcs11: peer key: %w", keystore.ErrInvalidPublicKey)
 		}
-		key, point = i.priv, p.Bytes() // uncompressed: every token takes it
+		point = p.Bytes() // uncompressed: every token takes it
 	case peer.Suite() == keystore.X25519 && i.hasX:
-		key, point = i.xPriv, peer.Bytes()
+		point, useX = peer.Bytes(), true
 		if lowOrder(point) {
 			// The secret would be all zero; SoftHSM fails such points with
 			// CKR_GENERAL_ERROR, so refuse them before the token sees them.
@@ -119,7 +158,14 @@ func (i *Identity) DH(peer keystore.PublicKey, out *[32]byte) error {
 	}
 	i.ops.Add(1)
 	return i.t.do(func(sh p11.SessionHandle) error {
-		return derive(i.t.mod.ctx, sh, key, point, out)
+		priv, xPriv, err := i.handles(sh)
+		if err != nil {
+			return err
+		}
+		if useX {
+			priv = xPriv
+		}
+		return derive(i.t.mod, sh, priv, point, out)
 	})
 }
 
@@ -129,7 +175,7 @@ func (i *Identity) PrivateKeyOps() uint64 { return i.ops.Load() }
 // Close releases the identity's hold on the token (the last holder logs out
 // and unloads the module). The keys stay on the token.
 func (i *Identity) Close() error {
-	if i.closed.Swap(true) {
+	if i == nil || i.closed.Swap(true) {
 		return nil
 	}
 	i.t.release()
@@ -181,4 +227,76 @@ func lowOrder(u []byte) bool {
 	copy(k[:], u)
 	k[31] &= 0x7f
 	return slices.Contains(lowOrderPoints, k)
+}
+
+// prove checks, before the identity is handed out, that every public key it
+// will advertise belongs to its private key: the public objects can be
+// replaced by whoever can open a session (for identities made before they
+// were private), and a card signed by the genuine key would then carry the
+// attacker's DH key. P-256: the token signs a fresh challenge, verified here
+// in software. X25519: the token derives with a fresh software ephemeral,
+// compared with the software DH. Neither counts in PrivateKeyOps.
+func (i *Identity) prove() error {
+	fail := func(what string) error {
+		return fmt.Errorf("pkcs11: identity %q on token %q: %s: %w; do not use its contact card: generate a new identity (or restore the public object from a card you trust)",
+			i.name, i.t.label, what, ErrKeyMismatch)
+	}
+	var challenge [32]byte
+	rand.Read(challenge[:])
+	var raw []byte
+	err := i.t.do(func(sh p11.SessionHandle) error {
+		ctx := i.t.mod.ctx
+		priv, _, err := i.handles(sh)
+		if err != nil {
+			return err
+		}
+		if err := ctx.SignInit(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_ECDSA, nil)}, priv); err != nil {
+			return wrap("proving the P-256 key", err)
+		}
+		if raw, err = ctx.Sign(sh, challenge[:]); err != nil {
+			return wrap("proving the P-256 key", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(raw) != 64 || !ecdsa.Verify(i.pub, challenge[:], new(big.Int).SetBytes(raw[:32]), new(big.Int).SetBytes(raw[32:])) {
+		return fail("P-256 public key")
+	}
+	if !i.hasX {
+		return nil
+	}
+	var e, epub, soft, tok *[32]byte
+	if err := secret.NewN(&e, &epub, &soft, &tok); err != nil {
+		return err
+	}
+	defer func() { secret.Free(e); secret.Free(epub); secret.Free(soft); secret.Free(tok) }()
+	if _, err := rand.Read(e[:]); err != nil {
+		return err
+	}
+	var u [32]byte
+	copy(u[:], i.dhX.Bytes())
+	var serr error
+	secret.Do(func() {
+		if serr = prim.X25519Base(epub, e); serr == nil {
+			serr = prim.X25519(soft, e, &u)
+		}
+	})
+	if serr != nil {
+		return fail("X25519 public key")
+	}
+	if err := i.t.do(func(sh p11.SessionHandle) error {
+		_, xPriv, err := i.handles(sh)
+		if err != nil {
+			return err
+		}
+		return derive(i.t.mod, sh, xPriv, epub[:], tok)
+	}); err != nil {
+		return err
+	}
+	if subtle.ConstantTimeCompare(soft[:], tok[:]) != 1 {
+		return fail("X25519 public key")
+	}
+	return nil
 }

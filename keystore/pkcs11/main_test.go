@@ -7,18 +7,24 @@ import (
 	"os"
 	"testing"
 
+	"github.com/loramesh/loramesh-core/internal/softhsm"
 	"github.com/loramesh/loramesh-core/keystore"
-	"github.com/loramesh/loramesh-core/keystore/softhsm"
 )
 
 // Tokens shared by the tests: SoftHSM reads SOFTHSM2_CONF at C_Initialize,
 // so all of them exist before the module is first loaded.
 var (
-	env                  *softhsm.Env
-	tokA, tokB, tokFresh *softhsm.Token
+	env                                       *softhsm.Env
+	tokA, tokB, tokFresh, tokGone, tokCustody *softhsm.Token
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(swapEnv) != "" {
+		os.Exit(swapChild())
+	}
+	if os.Getenv(custodyEnv) != "" {
+		os.Exit(custodyChild())
+	}
 	os.Exit(run(m))
 }
 
@@ -32,7 +38,7 @@ func run(m *testing.M) int {
 	for _, p := range []struct {
 		tok   **softhsm.Token
 		label string
-	}{{&tokA, "loramesh-a"}, {&tokB, "loramesh-b"}, {&tokFresh, "loramesh-fresh"}} {
+	}{{&tokA, "loramesh-a"}, {&tokB, "loramesh-b"}, {&tokFresh, "loramesh-fresh"}, {&tokGone, "loramesh-gone"}, {&tokCustody, "loramesh-custody"}} {
 		pin := make([]byte, 8)
 		rand.Read(pin)
 		if *p.tok, err = env.InitToken(p.label, hex.EncodeToString(pin)); err != nil {

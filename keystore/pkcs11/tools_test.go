@@ -73,7 +73,8 @@ func TestOpenSSLVerifiesSignature(t *testing.T) {
 	id := newIdentity(t, ks, "openssl", keystore.P256)
 	dir := t.TempDir()
 	der, pem, msg, sig := filepath.Join(dir, "pub.der"), filepath.Join(dir, "pub.pem"), filepath.Join(dir, "msg"), filepath.Join(dir, "sig")
-	if out, err := tool(t, "--read-object", "--type", "pubkey", "--id", hex.EncodeToString(id.id), "-o", der); err != nil {
+	// Public objects are private: reading them takes the PIN.
+	if out, err := tool(t, "--login", "--pin", string(tokA.PIN), "--read-object", "--type", "pubkey", "--id", hex.EncodeToString(id.id), "-o", der); err != nil {
 		t.Fatalf("pkcs11-tool export: %v\n%s", err, out)
 	}
 	if out, err := exec.Command("openssl", "pkey", "-pubin", "-inform", "DER", "-in", der, "-out", pem).CombinedOutput(); err != nil {

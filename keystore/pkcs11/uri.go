@@ -23,7 +23,6 @@ type Config struct {
 }
 
 // ErrURI reports a malformed or unsupported PKCS#11 URI.
-var ErrURI = errors.New("pkcs11: bad PKCS#11 URI")
 
 // ParseURI parses an RFC 7512 URI such as
 //

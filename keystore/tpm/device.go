@@ -1,7 +1,9 @@
 package tpm
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -22,6 +24,13 @@ type device struct {
 	t    retrying
 	refs int
 
+	// dial opens the transport again after a failure (nil: a transport
+	// handed to OpenTransport, which cannot be reopened); where names it.
+	dial   func() (transport.TPMCloser, error)
+	where  string
+	gen    uint64 // counts reconnections: identities drop sessions and contexts of older ones
+	broken bool   // the last reconnection failed: try again on the next call
+
 	srkPub  tpm2.TPMTPublic
 	srkName tpm2.TPM2BName
 	srkCtx  *tpm2.TPMSContext // saved SRK context: holds no slot between uses
@@ -32,8 +41,8 @@ type device struct {
 // file; go-tpm's ECCSRKTemplate has a zero-filled unique and is another key.
 var srkTemplate = keyfile.ECCSRK_H2_Template
 
-func newDevice(t transport.TPMCloser) (*device, error) {
-	d := &device{tpm: t, t: retrying{t}, refs: 1}
+func newDevice(t transport.TPMCloser, dial func() (transport.TPMCloser, error), where string) (*device, error) {
+	d := &device{tpm: t, t: retrying{t}, refs: 1, dial: dial, where: where}
 	if err := d.init(); err != nil {
 		t.Close()
 		return nil, err
@@ -122,7 +131,14 @@ func (d *device) withSRK(f func(tpm2.NamedHandle) error) error {
 			d.flush(rsp.ObjectHandle)
 			return classify("reading the storage key", err)
 		}
-		d.srkPub, d.srkName = *pub, rsp.Name
+		// The name pinned in key files is computed here from the public
+		// area the salt will be encrypted to, not taken from the response.
+		name, err := tpm2.ObjectName(pub)
+		if err != nil || !bytes.Equal(name.Buffer, rsp.Name.Buffer) {
+			d.flush(rsp.ObjectHandle)
+			return fmt.Errorf("tpm: storage key: name does not match its public area: %w", ErrSRKMismatch)
+		}
+		d.srkPub, d.srkName = *pub, *name
 		srk = tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name}
 		if sv, err := (tpm2.ContextSave{SaveHandle: rsp.ObjectHandle}).Execute(d.t); err == nil {
 			d.srkCtx = &sv.Context
@@ -136,14 +152,96 @@ func (d *device) flush(h tpm2.TPMHandle) {
 	tpm2.FlushContext{FlushHandle: h}.Execute(d.t)
 }
 
-// do runs f with exclusive use of the TPM.
+// do runs f with exclusive use of the TPM. When f fails because the link
+// broke (a TPM or swtpm that restarted, a dropped socket) or because the TPM
+// forgot the handles we hold (a TPM restart behind a transport that dials
+// per command), the device reconnects, flushes leftovers, re-creates the
+// storage key and runs f once more; identities notice the new generation
+// and start new sessions and load their keys again. Auth failures and bad
+// input are never retried.
 func (d *device) do(f func() error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.refs == 0 {
 		return keystore.ErrClosed
 	}
+	if d.broken {
+		if err := d.reconnect(); err != nil {
+			return err
+		}
+	}
+	err := f()
+	if err == nil || !recoverable(err) {
+		return err
+	}
+	if d.dial == nil {
+		if isLink(err) {
+			return err
+		}
+		d.srkCtx = nil
+		return f()
+	}
+	if rerr := d.reconnect(); rerr != nil {
+		return rerr
+	}
 	return f()
+}
+
+// reconnect reopens the transport and sets the device up as at open; mu is
+// held.
+func (d *device) reconnect() error {
+	d.gen++
+	d.srkCtx = nil
+	d.tpm.Close()
+	t, err := d.dial()
+	if err != nil {
+		d.broken = true
+		d.tpm, d.t = closedTPM{}, retrying{closedTPM{}}
+		return fmt.Errorf("%w: reconnecting to %s: %v (the next call tries again)", ErrNoDevice, d.where, err)
+	}
+	d.tpm, d.t = t, retrying{t}
+	if err := d.init(); err != nil {
+		d.broken = isLink(err)
+		return fmt.Errorf("tpm: reconnected to %s: %w", d.where, err)
+	}
+	d.broken = false
+	return nil
+}
+
+// closedTPM stands in for a transport that could not be reopened.
+type closedTPM struct{}
+
+func (closedTPM) Send([]byte) ([]byte, error) { return nil, &linkError{errors.New("not connected")} }
+func (closedTPM) Close() error                { return nil }
+
+// linkError is a transport failure: the command may not have reached the
+// TPM, and no answer came back.
+type linkError struct{ err error }
+
+func (e *linkError) Error() string { return "TPM link: " + e.err.Error() }
+func (e *linkError) Unwrap() error { return e.err }
+
+func isLink(err error) bool {
+	var le *linkError
+	return errors.As(err, &le)
+}
+
+// recoverable: the link broke, or the TPM no longer knows a handle or
+// session we hold (it restarted).
+func recoverable(err error) bool {
+	if isLink(err) {
+		return true
+	}
+	if isAuthFail(err) || errors.Is(err, tpm2.TPMRCLockout) {
+		return false
+	}
+	for _, rc := range []tpm2.TPMRC{tpm2.TPMRCInitialize, tpm2.TPMRCHandle, tpm2.TPMRCValue,
+		tpm2.TPMRCReferenceH0, tpm2.TPMRCReferenceS0, tpm2.TPMRCObjectMemory, tpm2.TPMRCSessionMemory} {
+		if errors.Is(err, rc) {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *device) acquire() error {
@@ -174,24 +272,55 @@ func (d *device) release() error {
 	return nil
 }
 
-// lockout builds the error for TPM_RC_LOCKOUT with the TPM's lockout interval.
-func (d *device) lockout() error {
+// daState reads the dictionary-attack counter, its maximum and the lockout
+// interval (TPM_PT_LOCKOUT_COUNTER, _MAX_AUTH_FAIL, _LOCKOUT_INTERVAL).
+func (d *device) daState() (counter, max uint32, interval time.Duration, ok bool) {
 	rsp, err := tpm2.GetCapability{
 		Capability:    tpm2.TPMCapTPMProperties,
-		Property:      uint32(tpm2.TPMPTLockoutInterval),
-		PropertyCount: 1,
+		Property:      uint32(tpm2.TPMPTLockoutCounter),
+		PropertyCount: 3,
 	}.Execute(d.t)
-	le := &LockoutError{}
-	if err == nil {
-		if ps, err := rsp.CapabilityData.Data.TPMProperties(); err == nil {
-			for _, p := range ps.TPMProperty {
-				if p.Property == tpm2.TPMPTLockoutInterval {
-					le.Wait = time.Duration(p.Value) * time.Second
-				}
-			}
+	if err != nil {
+		return 0, 0, 0, false
+	}
+	ps, err := rsp.CapabilityData.Data.TPMProperties()
+	if err != nil {
+		return 0, 0, 0, false
+	}
+	seen := 0
+	for _, p := range ps.TPMProperty {
+		switch p.Property {
+		case tpm2.TPMPTLockoutCounter:
+			counter, seen = p.Value, seen+1
+		case tpm2.TPMPTMaxAuthFail:
+			max, seen = p.Value, seen+1
+		case tpm2.TPMPTLockoutInterval:
+			interval = time.Duration(p.Value) * time.Second
 		}
 	}
+	return counter, max, interval, seen == 2
+}
+
+// lockout builds the error for TPM_RC_LOCKOUT with the TPM's lockout interval.
+func (d *device) lockout() error {
+	le := &LockoutError{}
+	if _, _, wait, ok := d.daState(); ok {
+		le.Wait = wait
+	}
 	return le
+}
+
+// authFailed builds the error for a rejected auth value of identity name,
+// with the tries left before lockout.
+func (d *device) authFailed(name string, err error) error {
+	ae := &AuthError{Name: name, err: err}
+	if c, m, _, ok := d.daState(); ok && m > 0 {
+		ae.Max, ae.Known = m, true
+		if c < m {
+			ae.Left = m - c
+		}
+	}
+	return ae
 }
 
 // retrying resends commands the TPM answered with a warning meaning "not
@@ -207,7 +336,10 @@ const (
 func (r retrying) Send(cmd []byte) ([]byte, error) {
 	for i := 0; ; i++ {
 		rsp, err := r.tpm.Send(cmd)
-		if err != nil || len(rsp) < 10 || i == maxRetries {
+		if err != nil {
+			return nil, &linkError{err}
+		}
+		if len(rsp) < 10 || i == maxRetries {
 			return rsp, err
 		}
 		switch tpm2.TPMRC(binary.BigEndian.Uint32(rsp[6:10])) {

@@ -9,10 +9,10 @@ import (
 	"testing"
 
 	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/internal/softhsm"
 	"github.com/loramesh/loramesh-core/keystore"
 	"github.com/loramesh/loramesh-core/keystore/memory"
 	"github.com/loramesh/loramesh-core/keystore/pkcs11"
-	"github.com/loramesh/loramesh-core/keystore/softhsm"
 )
 
 // handshake runs Noise_IK_P256 between tpmID and other in both roles: each

@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/loramesh/loramesh-core/internal/tpmsim"
 	"github.com/loramesh/loramesh-core/keystore"
-	"github.com/loramesh/loramesh-core/keystore/tpm/tpmsim"
 )
 
 // shared is the process's one simulator, run outside any secret.Do.
@@ -19,6 +19,9 @@ type shared = tpmsim.Transport
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(child())
+	}
+	if os.Getenv(custodyEnv) != "" {
+		os.Exit(custodyChild())
 	}
 	if _, err := tpmsim.Open(); err != nil {
 		fmt.Fprintln(os.Stderr, "simulator:", err)

@@ -38,42 +38,54 @@ type swtpm struct {
 func startSwtpm(t testing.TB, unixSocket bool) *swtpm {
 	t.Helper()
 	dir := t.TempDir()
-	pidFile := filepath.Join(dir, "pid")
 	for range 5 {
 		s := &swtpm{dir: dir, unixSocket: unixSocket}
-		var server, ctrl string
 		if unixSocket {
 			s.cmd, s.plat = filepath.Join(dir, "tpm.sock"), filepath.Join(dir, "ctrl.sock")
-			server, ctrl = "type=unixio,path="+s.cmd, "type=unixio,path="+s.plat
 		} else {
 			s.port = freePortPair(t)
 			s.cmd, s.plat = fmt.Sprintf("127.0.0.1:%d", s.port), fmt.Sprintf("127.0.0.1:%d", s.port+1)
-			server = fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", s.port)
-			ctrl = fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", s.port+1)
 		}
-		// Output goes to a file: the daemon would hold a pipe open forever.
-		logFile := filepath.Join(dir, "swtpm.log")
-		log, err := os.Create(logFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+dir,
-			"--server", server, "--ctrl", ctrl, "--flags", "not-need-init,startup-clear",
-			"--pid", "file="+pidFile, "--daemon")
-		c.Stdout, c.Stderr = log, log
-		err = c.Run()
-		log.Close()
-		if err != nil {
-			out, _ := os.ReadFile(logFile)
-			t.Logf("swtpm: %v: %s", err, out)
+		if err := s.start(t); err != nil {
+			t.Logf("swtpm: %v", err)
 			continue
 		}
-		t.Cleanup(func() { stopPid(t, pidFile) })
+		t.Cleanup(func() { s.stop(t) })
 		return s
 	}
 	t.Fatal("could not start swtpm")
 	return nil
 }
+
+// start runs swtpm on s's state directory, ports or sockets.
+func (s *swtpm) start(t testing.TB) error {
+	server := "type=unixio,path=" + s.cmd
+	ctrl := "type=unixio,path=" + s.plat
+	if !s.unixSocket {
+		server = fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", s.port)
+		ctrl = fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", s.port+1)
+	}
+	// Output goes to a file: the daemon would hold a pipe open forever.
+	logFile := filepath.Join(s.dir, "swtpm.log")
+	log, err := os.Create(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+s.dir,
+		"--server", server, "--ctrl", ctrl, "--flags", "not-need-init,startup-clear",
+		"--pid", "file="+filepath.Join(s.dir, "pid"), "--daemon")
+	c.Stdout, c.Stderr = log, log
+	err = c.Run()
+	log.Close()
+	if err != nil {
+		out, _ := os.ReadFile(logFile)
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	return nil
+}
+
+// stop ends swtpm (its state directory stays, so keys stay valid).
+func (s *swtpm) stop(t testing.TB) { stopPid(t, filepath.Join(s.dir, "pid")) }
 
 func stopPid(t testing.TB, pidFile string) {
 	b, err := os.ReadFile(pidFile)
@@ -254,38 +266,48 @@ func TestSwtpm(t *testing.T) {
 	})
 
 	t.Run("wrong auth, lockout, recovery", func(t *testing.T) {
-		ks := s.open(t, keys, "wrong")
-		id, err := ks.Open("field")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() { id.Close(); ks.Close() }()
-		var z [32]byte
-		for i := range 3 {
-			if err := id.DH(peer, &z); !errors.Is(err, keystore.ErrAuth) {
-				t.Fatalf("wrong auth %d: %v", i, err)
+		// Each keystore remembers the values that failed; a fresh one (a
+		// person retyping the same mistake in a new process) costs a try.
+		var ae *AuthError
+		for left := uint32(2); ; left-- {
+			ks := s.open(t, keys, "wrong")
+			_, err := ks.Open("field")
+			if left == 0 {
+				// The third failure used the last try.
+				if !errors.As(err, &ae) || ae.Left != 0 {
+					t.Fatalf("third wrong auth: %v", err)
+				}
+				ks.Close()
+				break
 			}
+			if !errors.As(err, &ae) || !ae.Known || ae.Left != left || ae.Max != 3 {
+				t.Fatalf("wrong auth with %d tries left: %v", left, err)
+			}
+			if _, err := ks.Open("field"); !errors.As(err, &ae) || !ae.NotResent {
+				t.Fatalf("same wrong value again: %v", err)
+			}
+			ks.Close()
 		}
-		err = id.DH(peer, &z)
+		ks := s.open(t, keys, right)
+		_, err := ks.Open("field")
 		var le *LockoutError
-		if !errors.Is(err, keystore.ErrLocked) || !errors.As(err, &le) || le.Wait != 1000*time.Second {
-			t.Fatalf("after 3 failures: %v", err)
-		}
-		// Even the right value is locked out now.
-		id.(*Identity).authFn = pin(right)
-		if err := id.DH(peer, &z); !errors.Is(err, keystore.ErrLocked) {
+		if !errors.Is(err, keystore.ErrLockedOut) || !errors.As(err, &le) || le.Wait != 1000*time.Second ||
+			!strings.Contains(err.Error(), "tpm2_dictionarylockout -c") {
 			t.Fatalf("right auth during lockout: %v", err)
 		}
 		// swtpm serves one connection at a time: let the tool in.
-		id.Close()
 		ks.Close()
 		s.tool(t, "tpm2_dictionarylockout", "-c")
 		ks = s.open(t, keys, right)
-		if id, err = ks.Open("field"); err != nil {
-			t.Fatal(err)
-		}
-		if err := id.DH(peer, &z); err != nil {
+		defer ks.Close()
+		id, err := ks.Open("field")
+		if err != nil {
 			t.Fatalf("after tpm2_dictionarylockout -c: %v", err)
+		}
+		defer id.Close()
+		var z [32]byte
+		if err := id.DH(peer, &z); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -168,9 +169,11 @@ func TestFilesAndLifecycle(t *testing.T) {
 	if names, err := ks.List(); err != nil || len(names) != 1 || names[0] != "node-1" {
 		t.Fatalf("List = %v, %v", names, err)
 	}
-	if _, err := ks.Open("absent"); !errors.Is(err, keystore.ErrNotFound) {
-		t.Fatalf("Open(absent): %v", err)
+	if o, err := ks.Open("absent"); !errors.Is(err, keystore.ErrNotFound) || o != nil {
+		t.Fatalf("Open(absent): %v, %#v", err, o)
 	}
+	var nilID *Identity
+	nilID.Close()
 	if err := ks.Delete("node-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -238,26 +241,54 @@ func TestForeignBlob(t *testing.T) {
 	}
 }
 
+// A wrong auth value fails at Open (not at the first handshake message a
+// stranger sends), with the tries left; the same value is never sent to the
+// TPM again; the right one opens.
 func TestWrongAuthSim(t *testing.T) {
 	defer resetDA(t, shared{})
+	resetDA(t, shared{})
 	ks := simKeystore(t, "right")
 	generate(t, ks, "k").Close()
+	var told []string
 	ks.cfg.Auth = pin("wrong")
+	ks.cfg.AuthFailed = func(n string) { told = append(told, n) }
 	id, err := ks.Open("k")
+	var ae *AuthError
+	if !errors.Is(err, keystore.ErrWrongPIN) || !errors.As(err, &ae) || !ae.Known || ae.Max != 3 || ae.Left != 2 || id != nil {
+		t.Fatalf("wrong auth at open: %v (identity %v)", err, id)
+	}
+	if !strings.Contains(err.Error(), "2 of 3 tries left") || !strings.Contains(err.Error(), "tpm2_dictionarylockout -c") {
+		t.Fatalf("error does not say the tries left and how to reset: %v", err)
+	}
+	if len(told) != 1 || told[0] != "k" {
+		t.Fatalf("AuthFailed told %v", told)
+	}
+	c0, _, _, _ := ks.d.daState()
+	// The same value again: refused here, the TPM never sees it.
+	for range 3 {
+		if _, err := ks.Open("k"); !errors.As(err, &ae) || !ae.NotResent || !errors.Is(err, keystore.ErrWrongPIN) {
+			t.Fatalf("wrong value offered again: %v", err)
+		}
+	}
+	if c1, _, _, _ := ks.d.daState(); c1 != c0 {
+		t.Fatalf("a value that failed reached the TPM again: counter %d -> %d", c0, c1)
+	}
+	ks.cfg.Auth = pin("right")
+	id, err = ks.Open("k")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("right auth after a wrong one: %v", err)
 	}
 	defer id.Close()
 	var z [32]byte
 	_, peer := softPeer(t)
-	if err := id.DH(peer, &z); !errors.Is(err, keystore.ErrAuth) {
-		t.Fatalf("wrong auth: %v", err)
-	}
-	// The bad value was dropped: the callback is asked again.
-	ks.cfg.Auth = pin("right")
-	id.(*Identity).authFn = ks.cfg.Auth
 	if err := id.DH(peer, &z); err != nil {
-		t.Fatalf("right auth after a wrong one: %v", err)
+		t.Fatal(err)
+	}
+	// Close on whatever a failed Open returned is safe (a nil interface).
+	ks.cfg.Auth = pin("wrong")
+	bad, err := ks.Open("k")
+	if err == nil || bad != nil {
+		t.Fatalf("failed open returned %v, %v", bad, err)
 	}
 }
 
@@ -493,5 +524,24 @@ func TestNoP256(t *testing.T) {
 	_, err := OpenTransport(noP256{shared{}}, Config{Dir: t.TempDir()})
 	if !errors.Is(err, ErrNoP256) || !errors.Is(err, keystore.ErrKeystore) {
 		t.Fatalf("TPM without P-256: %v", err)
+	}
+}
+
+// Trailing zero octets are dropped as the TPM drops them; a zero byte
+// inside is refused before a key is made with it (such keys could never be
+// used through go-tpm).
+func TestAuthZeroBytes(t *testing.T) {
+	ks := simKeystore(t, "abcd\x00\x00")
+	id := generate(t, ks, "trail")
+	id.Close()
+	ks.cfg.Auth = pin("abcd")
+	o, err := ks.Open("trail")
+	if err != nil {
+		t.Fatalf("trailing zeros: %v", err)
+	}
+	o.Close()
+	ks.cfg.Auth = pin("ab\x00cd")
+	if _, err := ks.Generate("inner"); !errors.Is(err, keystore.ErrKeystore) || !strings.Contains(err.Error(), "zero byte") {
+		t.Fatalf("interior zero: %v", err)
 	}
 }

@@ -16,7 +16,7 @@ from ._lib import (
 from .errors import *  # noqa: F401,F403
 from .errors import LoraMeshError
 from .keys import (
-    ContactCard, IdentityKey, MemoryKeystore, Pkcs11Keystore, TpmKeystore, X25519Key, verify,
+    ContactCard, IdentityKey, MemoryKeystore, Pkcs11Keystore, PublicKey, TpmKeystore, X25519Key, verify,
 )
 from .session import Responder, Session
 
@@ -37,6 +37,6 @@ def packet_kind(packet) -> int:
 
 __all__ = [
     "ContactCard", "IdentityKey", "LoraMeshError", "MemoryKeystore", "Pkcs11Keystore",
-    "Responder", "Session", "TpmKeystore", "X25519Key", "library_version", "packet_kind",
+    "PublicKey", "Responder", "Session", "TpmKeystore", "X25519Key", "library_version", "packet_kind",
     "secure_wipe", "verify",
 ]

@@ -87,12 +87,7 @@ class Secret:
         if isinstance(value, str):
             value = value.encode("utf-8")
         self.source = value
-        if isinstance(value, bytearray):
-            self.arr, self.n = _in(value)
-            self.copy = False
-        else:
-            self.arr, self.n = _in(value)
-            self.copy = True
+        self.arr, self.n = _in(value)
 
     def __enter__(self):
         return self
@@ -437,3 +432,119 @@ def session_handshake_hash(sess: int) -> bytes:
 
 def session_close(sess: int) -> None:
     check(lib().lm_session_close(sess), "lm_session_close")
+
+
+# ---- messenger engine -------------------------------------------------
+
+def engine_open(ident: int, state_dir: str, now_ms: int) -> int:
+    h = c_uint64()
+    check(lib().lm_engine_open(ident, _name(state_dir), now_ms, byref(h)), "lm_engine_open")
+    return h.value
+
+
+def engine_add_link(e: int, link: str, profile: int, frame_size: int = 0) -> None:
+    check(lib().lm_engine_add_link(e, _name(link), profile, frame_size), "lm_engine_add_link")
+
+
+def engine_close(e: int) -> None:
+    check(lib().lm_engine_close(e), "lm_engine_close")
+
+
+def engine_contact_add(e: int, name: str, card, replace: bool = False) -> int:
+    arr, n = _in(card)
+    r = c_int()
+    check(lib().lm_engine_contact_add(e, _name(name), _ptr(arr), n, _lib.CONTACT_REPLACE if replace else 0,
+                                      byref(r)), "lm_engine_contact_add")
+    return r.value
+
+
+def engine_contact_remove(e: int, name: str) -> None:
+    check(lib().lm_engine_contact_remove(e, _name(name)), "lm_engine_contact_remove")
+
+
+def engine_contact_verify(e: int, name: str, fingerprint: str) -> None:
+    check(lib().lm_engine_contact_verify(e, _name(name), _name(fingerprint)), "lm_engine_contact_verify")
+
+
+def engine_contact_set_addr(e: int, name: str, link: str, addr: str) -> None:
+    check(lib().lm_engine_contact_set_addr(e, _name(name), _name(link), _name(addr)), "lm_engine_contact_set_addr")
+
+
+def engine_contacts(e: int) -> list:
+    """One tuple per contact: (name, display name, fingerprint, verified,
+    session, queued, last link, last address)."""
+    s = _str_out("lm_engine_contacts", lambda b, n: lib().lm_engine_contacts(e, b, n), 1024)
+    out = []
+    for line in s.split("\n"):
+        if line:
+            f = line.split("\t")
+            out.append((f[0], f[1], f[2], f[3] == "1", f[4] == "1", int(f[5]), f[6], f[7]))
+    return out
+
+
+def engine_contact_card(e: int, name: str) -> bytes:
+    nm = _name(name)
+    return _bytes_out("lm_engine_contact_card", lambda b, n: lib().lm_engine_contact_card(e, nm, b[0], n[0]),
+                      [512])[0]
+
+
+def engine_send(e: int, now_ms: int, contact: str, text) -> int:
+    arr, n = _in(text)
+    h = c_uint64()
+    check(lib().lm_engine_send(e, now_ms, _name(contact), _ptr(arr), n, byref(h)), "lm_engine_send")
+    return h.value
+
+
+def engine_receive(e: int, now_ms: int, link: str, addr: str, packet) -> None:
+    arr, n = _in(packet)
+    check(lib().lm_engine_receive(e, now_ms, _name(link), _name(addr), _ptr(arr), n), "lm_engine_receive")
+
+
+def engine_tick(e: int, now_ms: int) -> None:
+    check(lib().lm_engine_tick(e, now_ms), "lm_engine_tick")
+
+
+def engine_deadline(e: int) -> int:
+    d = ctypes.c_int64()
+    check(lib().lm_engine_deadline(e, byref(d)), "lm_engine_deadline")
+    return d.value
+
+
+def engine_next_packet(e: int):
+    """(link, addr, packet), or None when nothing waits."""
+    have = c_int()
+    sizes = [_lib.LINK_MAX + 1, _lib.ADDR_MAX + 1, 4096]
+    for _ in range(4):
+        link = ctypes.create_string_buffer(sizes[0])
+        addr = ctypes.create_string_buffer(sizes[1])
+        pkt = (ctypes.c_uint8 * sizes[2])()
+        ns = [c_size_t(x) for x in sizes]
+        rc = lib().lm_engine_next_packet(e, link, byref(ns[0]), addr, byref(ns[1]), ctypes.cast(pkt, u8p),
+                                         byref(ns[2]), byref(have))
+        if rc == ERR_BUFFER_TOO_SMALL:
+            sizes = [max(n.value, s) for n, s in zip(ns, sizes)]
+            continue
+        check(rc, "lm_engine_next_packet")
+        if not have.value:
+            return None
+        return link.value.decode(), addr.value.decode(), bytes(pkt[:ns[2].value])
+    raise LoraMeshError("lm_engine_next_packet: output size keeps growing")
+
+
+def engine_next_event(e: int):
+    """(lm_event, data bytes), or None when nothing waits."""
+    have = c_int()
+    ev = _lib.Event()
+    size = 1024
+    for _ in range(4):
+        buf = (ctypes.c_uint8 * size)()
+        n = c_size_t(size)
+        rc = lib().lm_engine_next_event(e, byref(ev), ctypes.cast(buf, u8p), byref(n), byref(have))
+        if rc == ERR_BUFFER_TOO_SMALL:
+            size = n.value
+            continue
+        check(rc, "lm_engine_next_event")
+        if not have.value:
+            return None
+        return ev, bytes(buf[:n.value])
+    raise LoraMeshError("lm_engine_next_event: output size keeps growing")

@@ -10,19 +10,20 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from ctypes import POINTER, c_char_p, c_int, c_size_t, c_uint8, c_uint32, c_uint64, c_void_p
+from ctypes import (POINTER, Structure, c_char, c_char_p, c_int, c_int32, c_int64, c_size_t, c_uint8,
+                    c_uint32, c_uint64, c_void_p)
 
 from .errors import LibraryNotFoundError
 
-# Values of the header's #defines (ABI version 1). The library exports no
+# Values of the header's #defines (ABI version 2). The library exports no
 # symbol for them; lm_abi_version() is checked at load so they cannot drift.
-ABI_VERSION = 1
+ABI_VERSION = 2
 SUITE_X25519 = 1
 SUITE_P256 = 2
-PACKET_INIT_X25519 = 1
-PACKET_INIT_P256 = 2
-PACKET_RESPONSE = 3
-PACKET_TRANSPORT = 4
+PACKET_INIT_X25519 = 0x21
+PACKET_INIT_P256 = 0x22
+PACKET_RESPONSE = 0x23
+PACKET_TRANSPORT = 0x24
 PACKET_CARD = 5
 SEED_SIZE = 32
 SIGNATURE_SIZE = 64
@@ -30,8 +31,25 @@ MAX_PUBLIC_KEY_SIZE = 33
 HASH_SIZE = 32
 MAX_PAYLOAD = 65471       # plaintext and lm_respond reply limit
 MAX_INIT_PAYLOAD = 65437  # lm_initiate payload limit
-MAX_OVERHEAD = 23
+MAX_OVERHEAD = 21
 ERR_BUFFER_TOO_SMALL = 2
+# Messenger engine
+LINK_LORA, LINK_UDP, LINK_STREAM = 1, 2, 3
+NAME_MAX, LINK_MAX, ADDR_MAX = 64, 32, 255
+EVENT_MESSAGE, EVENT_DELIVERY, EVENT_SESSION, EVENT_STRANGER, EVENT_ADDRESS, EVENT_DROPPED = range(1, 7)
+DELIVERY_QUEUED, DELIVERY_SENT, DELIVERY_DELIVERED, DELIVERY_FAILED = range(1, 5)
+CONTACT_REPLACE = 1
+IMPORT_NEW, IMPORT_UNCHANGED, IMPORT_REPLACED = 1, 2, 3
+
+
+class Event(Structure):
+    """struct lm_event."""
+    _fields_ = [
+        ("kind", c_int32), ("state", c_int32), ("msg_id", c_uint64), ("seq", c_uint64),
+        ("time_ms", c_int64), ("sent_ms", c_int64), ("verified", c_int32),
+        ("contact", c_char * (NAME_MAX + 1)), ("link", c_char * (LINK_MAX + 1)),
+        ("addr", c_char * (ADDR_MAX + 1)), ("fingerprint", c_char * 20),
+    ]
 
 
 def suite_bit(suite: int) -> int:
@@ -93,6 +111,21 @@ SIGNATURES = {
     "lm_session_handshake_hash": (c_int, [c_uint64, u8p, sizep]),
     "lm_session_close": (c_int, [c_uint64]),
     "lm_packet_kind": (c_int, [u8p, c_size_t, intp]),
+    "lm_engine_open": (c_int, [c_uint64, c_char_p, c_int64, u64p]),
+    "lm_engine_add_link": (c_int, [c_uint64, c_char_p, c_int, c_uint32]),
+    "lm_engine_close": (c_int, [c_uint64]),
+    "lm_engine_contact_add": (c_int, [c_uint64, c_char_p, u8p, c_size_t, c_uint32, intp]),
+    "lm_engine_contact_remove": (c_int, [c_uint64, c_char_p]),
+    "lm_engine_contact_verify": (c_int, [c_uint64, c_char_p, c_char_p]),
+    "lm_engine_contact_set_addr": (c_int, [c_uint64, c_char_p, c_char_p, c_char_p]),
+    "lm_engine_contacts": (c_int, [c_uint64, c_char_p, sizep]),
+    "lm_engine_contact_card": (c_int, [c_uint64, c_char_p, u8p, sizep]),
+    "lm_engine_send": (c_int, [c_uint64, c_int64, c_char_p, u8p, c_size_t, u64p]),
+    "lm_engine_receive": (c_int, [c_uint64, c_int64, c_char_p, c_char_p, u8p, c_size_t]),
+    "lm_engine_tick": (c_int, [c_uint64, c_int64]),
+    "lm_engine_deadline": (c_int, [c_uint64, POINTER(c_int64)]),
+    "lm_engine_next_packet": (c_int, [c_uint64, c_char_p, sizep, c_char_p, sizep, u8p, sizep, intp]),
+    "lm_engine_next_event": (c_int, [c_uint64, POINTER(Event), u8p, sizep, intp]),
 }
 
 LIB_NAME = "libloramesh.so"

@@ -1,34 +1,49 @@
 """loramesh: command-line messenger node.
 
+One daemon per node owns the identity, the links and the messenger engine;
+the commands below talk to it, starting it when needed (it asks for the
+node's passphrase, PIN or auth value once, then keeps the identity open).
+
 Exit codes:
-  0  success
+  0  success (send: the message was delivered)
   1  other error
   2  usage error
   3  verification failed (bad signature, bad card, fingerprint mismatch)
-  4  wrong PIN, passphrase or auth value; PIN locked
-  5  not initialised, no such contact, identity or token; keystore failure
-  6  network: no reply in time, or a peer's packet failed to authenticate
-  7  libloramesh.so missing or unusable (build it with `make lib`)
+  4  wrong PIN, passphrase or auth value; locked out
+  5  not initialised, no such contact, identity, token or device
+  6  not delivered (failed, or not yet delivered when --timeout ran out)
+  7  libloramesh.so missing or unusable
 """
 from __future__ import annotations
 
 import argparse
 import base64
 import binascii
-import getpass
 import json
 import os
 import re
-import selectors
+import shutil
 import socket
 import sys
 import time
 
-from . import _lib, errors
-from .config import Home, write_atomic
-from .errors import LoraMeshError
+from . import __version__, chat, errors
+from .chat import render
+from .client import DaemonFailed, NotRunning, connect, read_secret, try_connect
+from .config import ConfigError, Home, dumps_toml, write_atomic
+from .daemon import Daemon, DaemonError, report
+from .identity import SECRET_NAMES, open_identity, open_keystore, secret_needed
+from .keys import ContactCard
+from .secret_input import SecretError, has_terminal, prompt
+from .text import escape
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_VERIFY, EXIT_PIN, EXIT_KEYSTORE, EXIT_NET, EXIT_LIB = range(8)
+
+# Daemon error codes (exception class names) to exit codes.
+CODE_EXIT = {"PinError": EXIT_PIN, "LockedError": EXIT_PIN, "BadCardError": EXIT_VERIFY,
+             "AuthenticationError": EXIT_VERIFY, "KeyChangedError": EXIT_VERIFY, "ConflictError": EXIT_VERIFY,
+             "NotFoundError": EXIT_KEYSTORE, "KeystoreError": EXIT_KEYSTORE, "usage": EXIT_USAGE,
+             "LibraryNotFoundError": EXIT_LIB}
 
 
 class CliError(Exception):
@@ -40,20 +55,20 @@ class CliError(Exception):
 def exit_code(e: BaseException) -> int:
     if isinstance(e, CliError):
         return e.code
+    if isinstance(e, DaemonFailed):
+        return CODE_EXIT.get(e.code, EXIT_ERROR)
     if isinstance(e, errors.LibraryNotFoundError):
         return EXIT_LIB
     if isinstance(e, errors.PinError):
         return EXIT_PIN
     if isinstance(e, (errors.BadCardError, errors.AuthenticationError)):
         return EXIT_VERIFY
-    if isinstance(e, (errors.KeystoreError, FileNotFoundError)):
+    if isinstance(e, (errors.KeystoreError, ConfigError, NotRunning)):
         return EXIT_KEYSTORE
-    if isinstance(e, (TimeoutError, ConnectionError)):
-        return EXIT_NET
+    if isinstance(e, SecretError):
+        return EXIT_USAGE
     return EXIT_ERROR
 
-
-# ---- output -----------------------------------------------------------
 
 class Out:
     def __init__(self, as_json: bool):
@@ -62,378 +77,432 @@ class Out:
     def result(self, data: dict, text: str) -> None:
         if self.json:
             print(json.dumps(data, sort_keys=True))
-        else:
+        elif text:
             print(text)
         sys.stdout.flush()
 
-    def event(self, ev, me=None) -> None:
-        if self.json:
-            print(json.dumps(ev.as_dict(), sort_keys=True))
-        elif ev.kind == "message":
-            print("[%s] %s" % (ev.contact, ev.text))
-        elif ev.kind == "sent":
-            print("[me -> %s] %s" % (ev.contact, ev.text))
-        elif ev.kind == "session":
-            print("* secure session with %s (%s)" % (ev.contact, ev.detail))
-        elif ev.kind == "dropped":
-            print("! ignored packet from %s: %s" % (fmt_addr(ev.addr), ev.detail), file=sys.stderr)
-        else:
-            print("* %s" % (ev.detail or ev.kind))
-        sys.stdout.flush()
+
+def secret_source(args):
+    if args.secret_file:
+        return "file:" + args.secret_file
+    if args.secret_env:
+        return "env:" + args.secret_env
+    if getattr(args, "secret_fd", None) is not None:
+        return "fd:%d" % args.secret_fd
+    return None
 
 
-def fmt_addr(a):
-    return "%s:%d" % a if isinstance(a, tuple) else str(a)
+def daemon(args, home, start=True):
+    home.load_config()  # a clear error before anything else when not initialised
+    return connect(home, secret_source(args), start=start)
 
 
-# ---- secrets ----------------------------------------------------------
+# ---- init and identity -------------------------------------------------
 
-def read_secret(args, what: str, confirm=False, allow_empty=False):
-    """A bytearray from --*-file, --*-env or a prompt; never echoed."""
-    if getattr(args, "secret_file", None):
-        buf = bytearray(os.path.getsize(args.secret_file) + 1)
-        with open(args.secret_file, "rb", buffering=0) as f:
-            n = f.readinto(buf)
-        del buf[n:]
-        while buf and buf[-1:] in (b"\n", b"\r"):
-            del buf[-1:]
-    elif getattr(args, "secret_env", None):
-        v = os.environb.get(os.fsencode(args.secret_env))
-        if v is None:
-            raise CliError("environment variable %s is not set" % args.secret_env, EXIT_USAGE)
-        buf = bytearray(v)
+def cmd_init(args, home, out):
+    old = None
+    if home.exists():
+        if not args.force:
+            raise CliError("%s already holds a node (`loramesh id` shows it); `loramesh init --force` replaces "
+                           "its identity and keeps the old one as a backup" % home.path, EXIT_USAGE)
+        old = home.load_config()
+        try:
+            try_connect(home).close()
+            raise CliError("the node's daemon is running: stop it first with `loramesh stop`", EXIT_USAGE)
+        except NotRunning:
+            pass
+        if not args.yes:
+            if not has_terminal():
+                raise CliError("replacing an identity needs confirmation: run on a terminal, or add --yes", EXIT_USAGE)
+            with prompt("type 'replace' to replace this node's identity (the old one is kept as a backup)") as ans:
+                if bytes(ans) != b"replace":
+                    raise CliError("not replaced", EXIT_USAGE)
+    display = args.name or os.environ.get("USER") or socket.gethostname()
+    if args.pkcs11:
+        ident = {"keystore": "pkcs11", "uri": args.pkcs11}
+        conf = args.softhsm2_conf or os.environ.get("SOFTHSM2_CONF")
+        if conf:
+            ident["softhsm2_conf"] = os.path.abspath(conf)
+        if re.search(r"[?&;]pin-value=", args.pkcs11):
+            print("loramesh: warning: a pin-value in the URI is kept in config.toml and shows in the process "
+                  "list; prefer pin-source=file:... or the prompt", file=sys.stderr)
+    elif args.tpm:
+        ident = {"keystore": "tpm", "device": args.tpm,
+                 "key_dir": os.path.abspath(args.tpm_key_dir or os.path.join(home.path, "tpm-keys"))}
     else:
-        if not sys.stdin.isatty():
-            raise CliError("no %s: no terminal to prompt on; use --%s-file or --%s-env"
-                           % (what, what.split()[-1], what.split()[-1]), EXIT_USAGE)
-        buf = bytearray(getpass.getpass("%s: " % what.capitalize()).encode("utf-8"))
-        if confirm:
-            again = bytearray(getpass.getpass("Repeat %s: " % what).encode("utf-8"))
-            same = again == buf
-            from ._capi import secure_wipe
-            secure_wipe(again)
-            if not same:
-                secure_wipe(buf)
-                raise CliError("the two entries differ", EXIT_USAGE)
-    if not buf and not allow_empty:
-        raise CliError("empty %s" % what, EXIT_USAGE)
-    return buf
+        ident = {"keystore": "memory", "path": os.path.join(home.path, "keys")}
+    ident["display_name"] = display
+    cfg = {"identity": ident}
+    if args.argon2:
+        t, m, p = (int(x) for x in args.argon2.split(","))
+        cfg["argon2"] = {"time": t, "memory_kib": m, "threads": p}
+    cfg["link"] = (old or {}).get("link") or {}
+    if args.udp:
+        cfg["link"]["udp"] = {"bind": args.udp}
+    if args.serial:
+        cfg["link"]["kiss"] = {"serial": args.serial, "baud": 9600}
+    if not cfg["link"]:
+        cfg["link"]["udp"] = {"bind": "0.0.0.0:7000"}
+    os.makedirs(home.path, mode=0o700, exist_ok=True)
+    need = secret_needed(ident)
+    secret = None
+    if need:
+        secret = read_secret(need[0], secret_source(args), confirm=True, allow_empty=need[1])
+        if need[0] == SECRET_NAMES["tpm"] and not secret:
+            print("loramesh: warning: no auth value: the TPM key is usable by anyone who can reach the TPM",
+                  file=sys.stderr)
+    # Every prefix of this sequence leaves a working node: a new identity
+    # under a fresh name, the card, then config.toml switched atomically;
+    # the old identity stays as it was, a backup.
+    with open_keystore(cfg, secret) as ks:
+        taken = set(ks.list())
+        name = next(n for n in ["node"] + ["node-%d" % i for i in range(2, 1000)] if n not in taken)
+        with ks.generate(name) as idk:
+            card = idk.card(display)
+    ident["name"] = name
+    write_atomic(home.card_path, card, 0o644)
+    home.save_config(cfg)
+    with ContactCard(card) as c:
+        fp = c.fingerprint
+    info = {"name": display, "fingerprint": fp, "keystore": ident["keystore"], "identity": name,
+            "config": home.config_path}
+    text = "created identity %r in the %s keystore\nfingerprint %s\nconfig %s" % (
+        name, ident["keystore"], fp, home.config_path)
+    if old:
+        info["backup"] = old["identity"].get("name")
+        text += "\nthe previous identity %r is kept in the keystore as a backup" % info["backup"]
+    out.result(info, text)
 
 
-# ---- identity and contacts ----------------------------------------------
-
-def open_keystore(args, cfg, create=False):
-    from .keys import MemoryKeystore, Pkcs11Keystore, TpmKeystore
-    ident = cfg["identity"]
-    kind = ident["keystore"]
-    if kind == "memory":
-        pw = read_secret(args, "passphrase", confirm=create and not (args.secret_file or args.secret_env))
-        a = cfg.get("argon2", {})
-        return MemoryKeystore(ident["path"], pw, (a.get("time", 0), a.get("memory_kib", 0), a.get("threads", 0)))
-    if kind == "pkcs11":
-        uri = ident["uri"]
-        pin = None
-        if not re.search(r"[?&;]pin-(source|value)=", uri) or args.secret_file or args.secret_env:
-            pin = read_secret(args, "token PIN")
-        return Pkcs11Keystore(uri, pin)
-    if kind == "tpm":
-        auth = read_secret(args, "TPM key auth", allow_empty=True)
-        return TpmKeystore(ident["device"], auth, ident["key_dir"])
-    raise CliError("unknown keystore %r in config" % kind)
+def my_card(home) -> bytes:
+    home.load_config()
+    try:
+        with open(home.card_path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise CliError("cannot read %s: %s (run `loramesh init --force` to make it again)"
+                       % (home.card_path, e.strerror), EXIT_KEYSTORE)
 
 
-def load_identity(args, home):
-    if not home.exists():
-        raise CliError("no node in %s: run `loramesh init` first" % home.path, EXIT_KEYSTORE)
+def cmd_id(args, home, out):
     cfg = home.load_config()
-    ks = open_keystore(args, cfg)
+    with ContactCard(my_card(home)) as c:
+        info = {"name": c.name, "fingerprint": c.fingerprint, "keystore": cfg["identity"]["keystore"],
+                "signing_key": c.signing_key.hex(),
+                "dh_keys": {"x25519" if s == 1 else "p256": k.hex() for s, k in c.dh_keys.items()}}
+    rows = ["name        %s" % escape(info["name"]), "fingerprint %s" % info["fingerprint"],
+            "keystore    %s" % info["keystore"], "signing key %s" % info["signing_key"]]
+    rows += ["%-11s %s" % (k, v) for k, v in info["dh_keys"].items()]
+    out.result(info, "\n".join(rows))
+
+
+def cmd_card(args, home, out):
+    card = my_card(home)
+    if args.output:
+        write_atomic(args.output, card, 0o644)
+        out.result({"file": args.output}, "card written to %s" % args.output)
+    else:
+        out.result({"card": base64.b64encode(card).decode()}, base64.b64encode(card).decode())
+
+
+def cmd_identity_export(args, home, out):
+    cfg = home.load_config()
+    ident = cfg["identity"]
+    if ident["keystore"] == "memory":
+        src = os.path.join(ident["path"], ident["name"] + ".lmid")
+    elif ident["keystore"] == "tpm":
+        src = os.path.join(ident["key_dir"], ident["name"] + ".pem")
+    else:
+        raise CliError("a PKCS#11 identity stays on its token and cannot be exported", EXIT_USAGE)
+    if os.path.exists(args.file):
+        raise CliError("%s exists: choose another file" % args.file, EXIT_USAGE)
+    shutil.copyfile(src, args.file)
+    os.chmod(args.file, 0o600)
+    what = "sealed under your passphrase" if ident["keystore"] == "memory" else \
+        "usable only with this TPM (and its auth value)"
+    out.result({"file": args.file}, "identity exported to %s (%s)" % (args.file, what))
+
+
+def cmd_identity_import(args, home, out):
+    cfg = home.load_config()
+    ident = cfg["identity"]
+    if ident["keystore"] not in ("memory", "tpm"):
+        raise CliError("identity import works for memory and TPM nodes", EXIT_USAGE)
+    d, ext = (ident["path"], ".lmid") if ident["keystore"] == "memory" else (ident["key_dir"], ".pem")
+    name = next(n for n in ["imported-%d" % i for i in range(1, 1000)] if not os.path.exists(os.path.join(d, n + ext)))
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    with open(args.file, "rb") as f:
+        data = f.read()
+    write_atomic(os.path.join(d, name + ext), data)
+    out.result({"identity": name}, "imported as %r; switch to it with `loramesh identity use %s`" % (name, name))
+
+
+def cmd_identity_use(args, home, out):
+    """Makes another identity of the keystore the node's (a backup, or an
+    imported one): it must open with the node's secret; the card is made
+    anew; config.toml switches atomically."""
     try:
-        ident = ks.load(cfg["identity"]["name"])
-    except BaseException:
-        ks.close()
-        raise
-    # Kept open with the identity: the TPM backend forgets the key's auth
-    # value when its keystore closes (capi issue, see the report).
-    ident.owned_keystore = ks
-    return cfg, ident
-
-
-def contact_cards(home, names=None):
-    from .keys import ContactCard
-    entries = home.load_contacts()
-    out = {}
-    for name, e in entries.items():
-        if names is None or name in names:
-            out[name] = ContactCard(base64.b64decode(e["card"]))
-    return out
-
-
-def need_contact(home, name):
-    entries = home.load_contacts()
-    if name not in entries:
-        raise CliError("no contact %r (see `loramesh contact list`)" % name, EXIT_KEYSTORE)
-    return entries[name]
-
-
-def read_card_bytes(path):
-    data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
-    from . import _capi
-    try:
-        if _capi.packet_kind(data) == _lib.PACKET_CARD:
-            return data
-    except LoraMeshError:
+        try_connect(home).close()
+        raise CliError("the node's daemon is running: stop it first with `loramesh stop`", EXIT_USAGE)
+    except NotRunning:
         pass
+    cfg = home.load_config()
+    cfg["identity"]["name"] = args.name
+    need = secret_needed(cfg["identity"])
+    secret = read_secret(need[0], secret_source(args), allow_empty=need[1]) if need else None
+    with open_identity(cfg, secret) as idk:
+        card = idk.card(cfg["identity"].get("display_name") or "node")
+    write_atomic(home.card_path, card, 0o644)
+    home.save_config(cfg)
+    with ContactCard(card) as c:
+        out.result({"identity": args.name, "fingerprint": c.fingerprint},
+                   "the node now uses identity %r, fingerprint %s" % (args.name, c.fingerprint))
+
+
+# ---- links -------------------------------------------------------------
+
+def cmd_link(args, home, out):
+    with home.locked():
+        cfg = home.load_config()
+        links = cfg.setdefault("link", {})
+        if args.kind == "udp":
+            from .transport import parse_addr
+            parse_addr(args.where)
+            links["udp"] = {"bind": args.where}
+        elif args.kind == "kiss":
+            links["kiss"] = {"serial": args.where, "baud": args.baud, "frame": args.frame}
+        elif args.kind == "remove":
+            if links.pop(args.where, None) is None:
+                raise CliError("no link %r" % args.where, EXIT_USAGE)
+        write_atomic(home.config_path, dumps_toml(cfg).encode())
+    out.result({"link": cfg["link"]}, "links: %s (restart the daemon to apply: `loramesh stop`)"
+               % ", ".join("%s %s" % (k, v.get("bind") or v.get("serial")) for k, v in cfg["link"].items()))
+
+
+# ---- contacts ----------------------------------------------------------
+
+def read_card_file(path: str) -> bytes:
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
+    except OSError as e:
+        raise CliError("cannot read %s: %s" % (path, e.strerror), EXIT_USAGE)
+    if data[:1] == b"\x83":
+        return data
     try:
         return base64.b64decode(data.strip(), validate=True)
     except (binascii.Error, ValueError):
         raise CliError("%s: neither a card nor base64 text" % path, EXIT_VERIFY)
 
 
-# ---- commands -----------------------------------------------------------
-
-def cmd_init(args, home, out):
-    if home.exists() and not args.force:
-        raise CliError("%s already exists (use --force to start over)" % home.config_path, EXIT_USAGE)
-    name = args.identity
-    display = args.name or os.environ.get("USER") or socket.gethostname()
-    if args.pkcs11:
-        ident = {"keystore": "pkcs11", "uri": args.pkcs11}
-    elif args.tpm:
-        ident = {"keystore": "tpm", "device": args.tpm,
-                 "key_dir": os.path.abspath(args.tpm_key_dir or os.path.join(home.path, "tpm-keys"))}
+def cmd_contact_import(args, home, out):
+    card = read_card_file(args.file)
+    c = daemon(args, home)
+    r = c.request("contact_import", card=base64.b64encode(card).decode(), contact=args.as_name,
+                  replace=args.replace, addr=args.addr)
+    name = r["contact"]
+    if r["result"] == "unchanged":
+        text = "%s already holds this card (nothing changed)" % name
+    elif r["result"] == "replaced":
+        text = ("WARNING: %s's key changed: it was %s, it is now %s. Verify the new one before trusting it:\n"
+                "`loramesh contact verify %s`" % (name, r.get("old_fingerprint"), r["fingerprint"], name))
     else:
-        ident = {"keystore": "memory", "path": os.path.join(os.path.abspath(home.path), "keys")}
-    ident.update({"name": name, "display_name": display})
-    cfg = {"identity": ident}
-    if args.argon2:
-        t, m, p = (int(x) for x in args.argon2.split(","))
-        cfg["argon2"] = {"time": t, "memory_kib": m, "threads": p}
-    os.makedirs(home.path, mode=0o700, exist_ok=True)
-    with open_keystore(args, cfg, create=True) as ks:
-        if args.force and name in ks.list():
-            ks.delete(name)
-        with ks.generate(name) as idk:
-            info = identity_info(idk, display)
-    home.save_config(cfg)
-    info["keystore"] = ident["keystore"]
-    out.result(info, "created identity %r in the %s keystore\nfingerprint %s\nconfig %s"
-               % (name, ident["keystore"], info["fingerprint"], home.config_path))
+        text = ("imported %s, fingerprint %s\ncompare it with %s out of band, then run "
+                "`loramesh contact verify %s`" % (name, r["fingerprint"], name, name))
+    out.result(r, text)
 
 
-def identity_info(idk, display):
-    from .keys import SUITE_NAMES, ContactCard
-    with ContactCard(idk.card(display)) as card:
-        fp = card.fingerprint
-    return {"name": display, "fingerprint": fp,
-            "suites": [SUITE_NAMES[s] for s in idk.suites],
-            "signing_key": idk.public_bytes().hex(),
-            "dh_keys": {SUITE_NAMES[s]: idk.dh_public(s).hex() for s in idk.suites}}
+def fmt_contact(r) -> str:
+    mark = "verified" if r["verified"] else "NOT verified"
+    return "%-16s %s  %-12s  %s%s" % (r["contact"], r["fingerprint"], mark, escape(r["name"]),
+                                     "  (%d queued)" % r["queued"] if r["queued"] else "")
 
 
-def cmd_id(args, home, out):
-    cfg, idk = load_identity(args, home)
-    with idk:
-        info = identity_info(idk, cfg["identity"]["display_name"])
-    info["keystore"] = cfg["identity"]["keystore"]
-    lines = ["name        %s" % info["name"], "fingerprint %s" % info["fingerprint"],
-             "keystore    %s" % info["keystore"], "suites      %s" % ", ".join(info["suites"]),
-             "signing key %s" % info["signing_key"]]
-    lines += ["%-11s %s" % (k, v) for k, v in info["dh_keys"].items()]
-    out.result(info, "\n".join(lines))
+def cmd_contact_list(args, home, out):
+    rows = daemon(args, home).request("contacts")["contacts"]
+    out.result({"contacts": rows}, "\n".join(fmt_contact(r) for r in rows) or
+               "no contacts (import a card with `loramesh contact import FILE`)")
 
 
-def cmd_card_export(args, home, out):
-    cfg, idk = load_identity(args, home)
-    with idk:
-        card = idk.card(args.name or cfg["identity"]["display_name"])
-    b64 = base64.b64encode(card).decode()
-    if args.output:
-        write_atomic(args.output, card, 0o644)
-    if args.output and not out.json:
-        print("card written to %s" % args.output, file=sys.stderr)
-    else:
-        out.result({"card": b64}, b64)
+def cmd_contact_show(args, home, out):
+    r = daemon(args, home).request("contact_show", contact=args.contact)
+    keys = ("contact", "name", "fingerprint", "verified", "session", "queued", "addr", "signing_key")
+    text = "\n".join("%-11s %s" % (k, escape(str(r[k]))) for k in keys if k in r)
+    text += "".join("\n%-11s %s" % (k, v) for k, v in r["dh_keys"].items())
+    out.result(r, text)
 
 
-def cmd_contact(args, home, out):
-    from .keys import ContactCard, SUITE_NAMES
-    entries = home.load_contacts()
-    if args.action == "import":
-        data = read_card_bytes(args.file)
-        with ContactCard(data) as card:  # BadCardError says why
-            name = args.as_name or card.name
-            if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name):
-                raise CliError("contact name %r: use --as NAME with letters, digits, . _ -" % name, EXIT_USAGE)
-            old = entries.get(name)
-            if old and base64.b64decode(old["card"]) != data and not args.replace:
-                raise CliError("contact %r exists with another card (use --replace)" % name, EXIT_USAGE)
-            entries[name] = {"card": base64.b64encode(data).decode(), "verified": False}
-            fp = card.fingerprint
-        home.save_contacts(entries)
-        out.result({"contact": name, "fingerprint": fp},
-                   "imported %s, fingerprint %s\ncompare it with %s out of band, then run "
-                   "`loramesh contact verify %s FINGERPRINT`" % (name, fp, name, name))
-    elif args.action == "list":
-        rows = []
-        for name in sorted(entries):
-            with ContactCard(base64.b64decode(entries[name]["card"])) as c:
-                rows.append({"contact": name, "name": c.name, "fingerprint": c.fingerprint,
-                             "verified": entries[name].get("verified", False)})
-        out.result({"contacts": rows}, "\n".join(
-            "%-16s %s  %s%s" % (r["contact"], r["fingerprint"], r["name"],
-                                "" if r["verified"] else "  (unverified)") for r in rows) or "no contacts")
-    elif args.action == "show":
-        e = need_contact(home, args.contact)
-        with ContactCard(base64.b64decode(e["card"])) as c:
-            info = {"contact": args.contact, "name": c.name, "fingerprint": c.fingerprint,
-                    "verified": e.get("verified", False), "signing_key": c.signing_key.hex(),
-                    "dh_keys": {SUITE_NAMES[s]: k.hex() for s, k in c.dh_keys.items()}}
-        out.result(info, "\n".join("%-11s %s" % (k, v) for k, v in info.items() if k != "dh_keys")
-                   + "".join("\n%-11s %s" % (k, v) for k, v in info["dh_keys"].items()))
-    elif args.action == "remove":
-        need_contact(home, args.contact)
-        del entries[args.contact]
-        home.save_contacts(entries)
-        out.result({"removed": args.contact}, "removed %s" % args.contact)
-    elif args.action == "verify":
-        need_contact(home, args.contact)
-        e = entries[args.contact]
-        with ContactCard(base64.b64decode(e["card"])) as c:
-            fp = c.fingerprint
-        norm = lambda s: re.sub(r"[^A-Z0-9]", "", s.upper())
-        if norm(args.fingerprint) != norm(fp):
-            raise CliError("fingerprint mismatch for %s: the card says %s" % (args.contact, fp), EXIT_VERIFY)
-        e["verified"] = True
-        home.save_contacts(entries)
-        out.result({"contact": args.contact, "verified": True}, "%s verified (%s)" % (args.contact, fp))
+def cmd_contact_remove(args, home, out):
+    out.result(daemon(args, home).request("contact_remove", contact=args.contact), "removed %s" % args.contact)
+
+
+def cmd_contact_verify(args, home, out):
+    fp = args.fingerprint
+    if fp is None:
+        if not has_terminal():
+            raise CliError("give the fingerprint %s read to you: `loramesh contact verify %s XXXX-XXXX-XXXX-XXXX`"
+                           % (args.contact, args.contact), EXIT_USAGE)
+        print("Ask %s to read their fingerprint to you (`loramesh id` on their side) and type it." % args.contact)
+        fp = input("Fingerprint: ")
+    c = daemon(args, home)
+    try:
+        c.request("contact_verify", contact=args.contact, fingerprint=fp)
+    except DaemonFailed as e:
+        if e.code == "AuthenticationError":
+            raise CliError("the fingerprint does NOT match %s's card: do not trust this contact until you "
+                           "find out why (a wrong card, or someone else's)" % args.contact, EXIT_VERIFY)
+        raise
+    out.result({"contact": args.contact, "verified": True}, "%s verified" % args.contact)
+
+
+def cmd_contact_addr(args, home, out):
+    r = daemon(args, home).request("contact_addr", contact=args.contact, addr=args.addr)
+    out.result(r, "%s: %s" % (args.contact, args.addr))
+
+
+# ---- daemon ------------------------------------------------------------
+
+def cmd_daemon(args, home, out):
+    """Runs the daemon in the foreground (what `start` runs in the background)."""
+    status_fd = args.status_fd
+    try:
+        cfg = home.load_config()
+        need = secret_needed(cfg["identity"])
+        secret = read_secret(need[0], secret_source(args), allow_empty=need[1]) if need else None
+        idk = open_identity(cfg, secret)
+        d = Daemon(home, cfg, idk)
+    except (errors.LoraMeshError, DaemonError, SecretError, ConfigError, OSError, ValueError) as e:
+        report(status_fd, "ERROR %s %s" % (type(e).__name__, str(e).replace("\n", " ")))
+        raise
+    report(status_fd, "READY")
+    d.run()
+
+
+def cmd_start(args, home, out):
+    try:
+        c = try_connect(home)
+        st = c.request("status")
+        out.result(st, "the daemon already runs (pid %d)" % st["pid"])
+        return
+    except NotRunning:
+        pass
+    c = daemon(args, home)
+    st = c.request("status")
+    out.result(st, "daemon started (pid %d), node %s" % (st["pid"], st["fingerprint"]))
+
+
+def cmd_stop(args, home, out):
+    try:
+        c = try_connect(home)
+    except NotRunning:
+        out.result({"running": False}, "no daemon runs for %s" % home.path)
+        return
+    pid = c.request("status")["pid"]
+    c.request("stop")
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    out.result({"stopped": pid}, "daemon %d stopped" % pid)
+
+
+def cmd_status(args, home, out):
+    home.load_config()
+    try:
+        st = try_connect(home).request("status")
+    except NotRunning as e:
+        out.result({"running": False}, str(e))
+        return
+    links = ", ".join("%s %s" % kv for kv in st["links"].items())
+    out.result(dict(st, running=True), "daemon %d: node %s (%s, %s keystore)\nlinks: %s\ncontacts: %d, "
+               "messages waiting: %d" % (st["pid"], escape(st["name"]), st["fingerprint"], st["keystore"], links,
+                                         st["contacts"], st["queued"]))
+
+
+# ---- messaging ---------------------------------------------------------
+
+def cmd_send(args, home, out):
+    text = " ".join(args.message)
+    if not text:
+        raise CliError("empty message", EXIT_USAGE)
+    c = daemon(args, home)
+    c.request("contact_show", contact=args.contact)  # a clear error first
+    mid = c.request("send", contact=args.contact, text=text)["id"]
+    if args.no_wait:
+        out.result({"id": mid, "state": "queued"}, "queued as message %d" % mid)
+        return
+    deadline = time.monotonic() + args.timeout
+    state, reason = "queued", ""
+    progress = sys.stderr.isatty() and not out.json
+    while state not in ("delivered", "failed") and time.monotonic() < deadline:
+        if progress:
+            print("\r%s message %d ... %s   " % (escape(args.contact), mid, state), end="", file=sys.stderr, flush=True)
+        for ev in c.events(0.5):
+            if ev.get("event") == "delivery" and ev.get("id") == mid:
+                state, reason = ev["state"], ev.get("reason", "")
+    if progress:
+        print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+    data = {"id": mid, "state": state}
+    if reason:
+        data["reason"] = reason
+    if state == "delivered":
+        out.result(data, "delivered to %s" % escape(args.contact))
+        return
+    if state == "failed":
+        raise CliError("message to %s failed: %s" % (escape(args.contact), escape(reason)), EXIT_NET)
+    out.result(data, "")
+    raise CliError("message %d to %s not delivered yet (%s); the daemon keeps trying, see "
+                   "`loramesh listen`" % (mid, escape(args.contact), state), EXIT_NET)
+
+
+def cmd_listen(args, home, out):
+    c = daemon(args, home)
+    c.request("subscribe", contact=args.contact, history=args.history)
+    got, states = 0, {}
+    end = time.monotonic() + args.duration if args.duration else None
+    while (args.count is None or got < args.count) and (end is None or time.monotonic() < end):
+        for ev in c.events(1.0):
+            if out.json:
+                print(json.dumps(ev, sort_keys=True), flush=True)
+            else:
+                for l in render(ev, ev.get("contact", ""), states):
+                    print(l, flush=True)
+            got += ev.get("event") == "message"
+
+
+def cmd_chat(args, home, out):
+    c = daemon(args, home)
+    info = c.request("contact_show", contact=args.contact)
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        return chat.screen(c, args.contact, info["verified"])
+    rc = chat.line_mode(c, args.contact, args.linger)
+    if rc:
+        raise CliError("some messages to %s were not delivered" % escape(args.contact), rc)
 
 
 def cmd_sign(args, home, out):
-    _, idk = load_identity(args, home)
     with open(args.file, "rb") as f:
         data = f.read()
-    with idk:
-        sig = idk.sign(data)
+    sig = bytes.fromhex(daemon(args, home).request("sign", data=base64.b64encode(data).decode())["signature"])
     path = args.output or args.file + ".sig"
     write_atomic(path, sig, 0o644)
     out.result({"signature": sig.hex(), "file": path}, "signature written to %s" % path)
 
 
 def cmd_verify(args, home, out):
-    cards = contact_cards(home, [args.contact])
-    if args.contact not in cards:
-        raise CliError("no contact %r" % args.contact, EXIT_KEYSTORE)
     with open(args.file, "rb") as f:
         data = f.read()
     with open(args.signature, "rb") as f:
         sig = f.read()
-    with cards[args.contact] as card:
-        try:
-            card.verify(data, sig)
-        except errors.InvalidArgumentError:
-            raise CliError("%s: not a signature" % args.signature, EXIT_VERIFY)
-        except errors.AuthenticationError:
+    try:
+        daemon(args, home).request("verify", contact=args.contact, data=base64.b64encode(data).decode(),
+                                   signature=sig.hex())
+    except DaemonFailed as e:
+        if e.code in ("AuthenticationError", "InvalidArgumentError"):
             raise CliError("BAD signature: %s was not signed by %s" % (args.file, args.contact), EXIT_VERIFY)
+        raise
     out.result({"valid": True, "contact": args.contact}, "good signature from %s" % args.contact)
-
-
-def make_node(args, home):
-    from .node import Node
-    from .transport import KissTransport, UdpTransport
-    _, idk = load_identity(args, home)
-    cards = contact_cards(home)
-    if args.serial:
-        tr = KissTransport(args.serial, args.baud)
-    else:
-        tr = UdpTransport(args.bind)
-    return Node(idk, cards, tr, args.timeout), idk
-
-
-def peer_addr(args):
-    from .transport import KissTransport, parse_addr
-    if args.serial:
-        return KissTransport.ADDR
-    if not getattr(args, "to", None):
-        raise CliError("--to HOST:PORT is needed with UDP", EXIT_USAGE)
-    return parse_addr(args.to)
-
-
-def send_text(node, out, contact, text, addr):
-    """Sends one message, first reporting what arrived while it waited (the
-    handshake), then the message itself."""
-    from .node import Event
-    node.send(contact, text, addr)
-    for ev in node.backlog:
-        out.event(ev)
-    node.backlog = []
-    out.event(Event("sent", contact, text))
-
-
-def cmd_send(args, home, out):
-    need_contact(home, args.contact)
-    addr = peer_addr(args)
-    node, idk = make_node(args, home)
-    try:
-        for text in args.message:
-            send_text(node, out, args.contact, text, addr)
-    finally:
-        node.close()
-        idk.close()
-
-
-def cmd_listen(args, home, out):
-    from .node import Event
-    node, idk = make_node(args, home)
-    got = 0
-    where = "serial %s" % args.serial if args.serial else fmt_addr(node.transport.local)
-    out.event(Event("listening", detail="listening on %s as %s" % (where, idk.name)))
-    deadline = time.monotonic() + args.duration if args.duration else None
-    try:
-        while args.count is None or got < args.count:
-            left = 1.0 if deadline is None else deadline - time.monotonic()
-            if left <= 0:
-                break
-            for ev in node.poll(min(left, 1.0)):
-                out.event(ev)
-                got += ev.kind == "message"
-    finally:
-        node.close()
-        idk.close()
-
-
-def cmd_chat(args, home, out):
-    from .node import Event
-    need_contact(home, args.contact)
-    addr = peer_addr(args)
-    node, idk = make_node(args, home)
-    where = "serial %s" % args.serial if args.serial else fmt_addr(node.transport.local)
-    out.event(Event("listening", detail="chat with %s on %s; type lines, Ctrl-D to end" % (args.contact, where)))
-    sel = selectors.DefaultSelector()
-    sel.register(node.transport.fileno(), selectors.EVENT_READ, "net")
-    sel.register(sys.stdin.fileno(), selectors.EVENT_READ, "stdin")
-    pending = b""
-    eof_at = None
-    try:
-        while eof_at is None or time.monotonic() - eof_at < args.linger:
-            for key, _ in sel.select(0.2):
-                if key.data == "net":
-                    for ev in node.poll(0):
-                        out.event(ev)
-                    continue
-                chunk = os.read(sys.stdin.fileno(), 4096)
-                if not chunk:
-                    sel.unregister(sys.stdin.fileno())
-                    eof_at = time.monotonic()
-                    chunk = b"\n"
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    text = line.decode("utf-8", "replace").rstrip("\r")
-                    if text:
-                        send_text(node, out, args.contact, text, addr)
-    finally:
-        node.close()
-        idk.close()
 
 
 # ---- argument parsing ---------------------------------------------------
@@ -441,104 +510,127 @@ def cmd_chat(args, home, out):
 def build_parser():
     S = argparse.SUPPRESS
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--home", default=S, help="node directory (default $LORAMESH_HOME or $XDG_CONFIG_HOME/loramesh)")
+    common.add_argument("--home", default=S, help="node directory (default $LORAMESH_HOME or ~/.config/loramesh)")
     common.add_argument("--json", action="store_true", default=S, help="machine-readable output")
     common.add_argument("--debug", action="store_true", default=S, help="tracebacks on errors")
     common.add_argument("--passphrase-file", "--pin-file", "--auth-file", dest="secret_file", default=S,
-                        metavar="FILE", help="read the passphrase / PIN / TPM auth from FILE")
+                        metavar="FILE", help="read the passphrase / PIN / TPM auth value from FILE")
     common.add_argument("--passphrase-env", "--pin-env", "--auth-env", dest="secret_env", default=S,
-                        metavar="NAME", help="read it from environment variable NAME")
+                        metavar="NAME", help="read it from environment variable NAME (not recommended)")
     p = argparse.ArgumentParser(prog="loramesh", parents=[common], description="LoRa mesh messenger node",
                                 epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version="loramesh %s" % __version__)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    def add(name, fn, help):
-        sp = sub.add_parser(name, parents=[common], help=help)
-        sp.set_defaults(func=fn)
-        return sp
+    def add(sp, name, fn, help):
+        x = sp.add_parser(name, parents=[common], help=help, description=help)
+        x.set_defaults(func=fn)
+        return x
 
-    sp = add("init", cmd_init, "create this node's identity")
-    g = sp.add_mutually_exclusive_group()
+    x = add(sub, "init", cmd_init, "create this node's identity")
+    g = x.add_mutually_exclusive_group()
     g.add_argument("--pkcs11", metavar="URI", help="identity on a PKCS#11 token (RFC 7512 URI)")
-    g.add_argument("--tpm", metavar="DEVICE|SOCKET", help="identity in a TPM (/dev/tpmrm0, unix:PATH, tcp:HOST:PORT)")
-    sp.add_argument("--tpm-key-dir", metavar="DIR")
-    sp.add_argument("--name", help="display name on your contact card")
-    sp.add_argument("--identity", default="node", help="identity name inside the keystore")
-    sp.add_argument("--argon2", metavar="T,MKIB,P", help="argon2id costs for the identity file (tests only)")
-    sp.add_argument("--force", action="store_true", help="replace an existing node")
+    g.add_argument("--tpm", metavar="DEVICE", help="identity in a TPM (/dev/tpmrm0, unix:PATH, tcp:HOST:PORT)")
+    x.add_argument("--softhsm2-conf", metavar="FILE", help="SoftHSM2 configuration (saved for the daemon)")
+    x.add_argument("--tpm-key-dir", metavar="DIR")
+    x.add_argument("--name", help="display name on your contact card")
+    x.add_argument("--udp", metavar="HOST:PORT", help="UDP link address (default 0.0.0.0:7000)")
+    x.add_argument("--serial", metavar="DEVICE", help="KISS TNC on a serial port (auto: /dev/serial/by-id)")
+    x.add_argument("--argon2", metavar="T,MKIB,P", help="argon2id costs for the identity file (tests only)")
+    x.add_argument("--force", action="store_true", help="replace the identity (the old one is kept)")
+    x.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
-    add("id", cmd_id, "show fingerprint, suites and public keys")
+    add(sub, "id", cmd_id, "show this node's name, fingerprint and keys")
+    x = add(sub, "card", cmd_card, "export this node's contact card")
+    x.add_argument("action", nargs="?", choices=["export"], default="export")
+    x.add_argument("-o", "--output", help="write the binary card to FILE (default: base64 on stdout)")
 
-    sp = add("card", cmd_card_export, "contact card")
-    sp.add_argument("action", choices=["export"])
-    sp.add_argument("-o", "--output", help="write the binary card to FILE (default: base64 on stdout)")
-    sp.add_argument("--name", help="display name (default from config)")
+    x = add(sub, "identity", None, "export or import the identity (memory and TPM nodes)")
+    isub = x.add_subparsers(dest="action", metavar="ACTION")
+    isub.required = True
+    add(isub, "export", cmd_identity_export, "copy the sealed identity file").add_argument("file")
+    add(isub, "import", cmd_identity_import, "add an exported identity to the keystore").add_argument("file")
+    add(isub, "use", cmd_identity_use, "make another identity of the keystore this node's").add_argument("name")
 
-    sp = add("contact", cmd_contact, "manage contacts")
-    csub = sp.add_subparsers(dest="action", metavar="ACTION")
+    x = add(sub, "contact", None, "manage contacts: import, list, show, verify, addr, remove")
+    csub = x.add_subparsers(dest="action", metavar="ACTION")
     csub.required = True
-    c = csub.add_parser("import", parents=[common], help="import a card file (binary or base64; - for stdin)")
-    c.add_argument("file")
-    c.add_argument("--as", dest="as_name", metavar="NAME", help="local contact name (default: card name)")
-    c.add_argument("--replace", action="store_true")
-    csub.add_parser("list", parents=[common])
-    for a in ("show", "remove"):
-        csub.add_parser(a, parents=[common]).add_argument("contact")
-    c = csub.add_parser("verify", parents=[common], help="mark verified after comparing the fingerprint")
-    c.add_argument("contact")
-    c.add_argument("fingerprint")
+    y = add(csub, "import", cmd_contact_import, "import a card file (binary or base64; - for stdin)")
+    y.add_argument("file")
+    y.add_argument("--as", dest="as_name", metavar="NAME", help="local contact name (default: the card's name)")
+    y.add_argument("--replace", action="store_true", help="replace a contact of that name with another identity")
+    y.add_argument("--addr", metavar="udp:HOST:PORT|kiss", help="where the contact is reached")
+    add(csub, "list", cmd_contact_list, "list contacts")
+    add(csub, "show", cmd_contact_show, "show a contact's card and state").add_argument("contact")
+    add(csub, "remove", cmd_contact_remove, "forget a contact").add_argument("contact")
+    y = add(csub, "verify", cmd_contact_verify, "mark verified after comparing fingerprints out of band")
+    y.add_argument("contact")
+    y.add_argument("fingerprint", nargs="?", help="as read to you (asked for when omitted)")
+    y = add(csub, "addr", cmd_contact_addr, "set where a contact is reached")
+    y.add_argument("contact")
+    y.add_argument("addr", metavar="udp:HOST:PORT|kiss")
 
-    def net(sp, peer=True):
-        if peer:
-            sp.add_argument("--to", metavar="HOST:PORT", help="peer UDP address")
-        sp.add_argument("--bind", metavar="HOST:PORT", help="local UDP address (default: any port)")
-        sp.add_argument("--serial", metavar="DEVICE", help="KISS TNC on a serial port instead of UDP")
-        sp.add_argument("--baud", type=int, default=9600)
-        sp.add_argument("--timeout", type=float, default=10.0, help="handshake timeout, seconds")
+    x = add(sub, "link", cmd_link, "configure links: udp HOST:PORT, kiss DEVICE, remove NAME")
+    x.add_argument("kind", choices=["udp", "kiss", "remove"])
+    x.add_argument("where", metavar="ADDRESS|DEVICE|NAME")
+    x.add_argument("--baud", type=int, default=9600)
+    x.add_argument("--frame", type=int, default=255, help="radio frame size (KISS)")
 
-    sp = add("send", cmd_send, "send messages to a contact")
-    sp.add_argument("contact")
-    sp.add_argument("message", nargs="+")
-    net(sp)
-    sp = add("listen", cmd_listen, "receive and print messages")
-    sp.add_argument("--count", type=int, help="exit after N messages")
-    sp.add_argument("--duration", type=float, help="exit after SECONDS")
-    net(sp, peer=False)
-    sp = add("chat", cmd_chat, "send stdin lines, print what arrives")
-    sp.add_argument("contact")
-    sp.add_argument("--linger", type=float, default=2.0, help="keep receiving SECONDS after end of input")
-    net(sp)
+    x = add(sub, "daemon", cmd_daemon, "run the node's daemon in the foreground")
+    x.add_argument("--secret-fd", type=int, help=S)
+    x.add_argument("--status-fd", type=int, help=S)
+    add(sub, "start", cmd_start, "start the daemon in the background")
+    add(sub, "stop", cmd_stop, "stop the daemon")
+    add(sub, "status", cmd_status, "show the daemon's state")
 
-    sp = add("sign", cmd_sign, "sign a file with this node's identity")
-    sp.add_argument("file")
-    sp.add_argument("-o", "--output", help="signature file (default FILE.sig)")
-    sp = add("verify", cmd_verify, "verify a contact's signature on a file")
-    sp.add_argument("file")
-    sp.add_argument("signature")
-    sp.add_argument("--contact", required=True)
+    x = add(sub, "send", cmd_send, "send a message and wait until it is delivered")
+    x.add_argument("contact")
+    x.add_argument("message", nargs="+", help="the words of one message")
+    x.add_argument("--no-wait", action="store_true", help="return once queued")
+    x.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for delivery (default 60)")
+    x = add(sub, "listen", cmd_listen, "print messages and events")
+    x.add_argument("--contact", help="only this contact's")
+    x.add_argument("--count", type=int, help="exit after N messages")
+    x.add_argument("--duration", type=float, help="exit after SECONDS")
+    x.add_argument("--history", type=int, default=0, metavar="N", help="first show the last N events")
+    x = add(sub, "chat", cmd_chat, "chat with a contact")
+    x.add_argument("contact")
+    x.add_argument("--linger", type=float, default=30.0, help="without a terminal: seconds to wait for "
+                   "delivery after the end of input")
+
+    x = add(sub, "sign", cmd_sign, "sign a file with this node's identity")
+    x.add_argument("file")
+    x.add_argument("-o", "--output", help="signature file (default FILE.sig)")
+    x = add(sub, "verify", cmd_verify, "verify a contact's signature on a file")
+    x.add_argument("file")
+    x.add_argument("signature")
+    x.add_argument("--contact", required=True)
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    for k in ("home", "secret_file", "secret_env"):
+    p = build_parser()
+    args = p.parse_args(argv)
+    for k in ("home", "secret_file", "secret_env", "json", "debug"):
         if not hasattr(args, k):
             setattr(args, k, None)
-    debug = getattr(args, "debug", False)
-    out = Out(getattr(args, "json", False))
+    if args.func is None:
+        p.parse_args((argv or sys.argv[1:]) + ["--help"])
+    out = Out(bool(args.json))
     home = Home(args.home)
     try:
         args.func(args, home, out)
         return EXIT_OK
     except KeyboardInterrupt:
         return 130
-    except (LoraMeshError, CliError, OSError, ValueError, KeyError) as e:
-        if debug:
+    except (errors.LoraMeshError, CliError, DaemonFailed, NotRunning, ConfigError, SecretError,
+            OSError, ValueError) as e:
+        if args.debug:
             raise
         msg = str(e) or type(e).__name__
-        if isinstance(e, KeyError):
-            msg = "configuration lacks %s" % e
+        if isinstance(e, OSError) and e.filename and e.strerror:
+            msg = "%s: %s" % (e.filename, e.strerror)
         if out.json:
             print(json.dumps({"error": msg, "exit": exit_code(e)}), file=sys.stderr)
         else:

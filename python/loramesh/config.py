@@ -1,15 +1,22 @@
-"""Configuration (TOML) and state files for the CLI.
+"""The node's directory: config.toml, the public card, keys, the engine's
+state, the daemon's socket.
 
 config.toml is read with tomllib on Python 3.11+; on 3.9/3.10 a small
-parser reads the subset written here (tables, string/int/bool values).
-Every file is written atomically: temp file in the same directory, fsync,
-rename, fsync of the directory; 0600 throughout.
+parser reads the subset written here (tables, dotted tables, string, int
+and bool values). Every file is written atomically under a lock: a
+temporary file in the same directory, fsync, rename, fsync of the
+directory, mode 0600; temporaries a crash left are removed on the next
+write.
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import re
+import tempfile
+import time
 
 try:
     import tomllib as _toml
@@ -17,10 +24,14 @@ except ImportError:  # Python < 3.11
     _toml = None
 
 
+class ConfigError(Exception):
+    """config.toml is missing, unreadable or wrong; the message names it."""
+
+
 def config_home() -> str:
     env = os.environ.get("LORAMESH_HOME")
     if env:
-        return env
+        return os.path.abspath(env)
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return os.path.join(base, "loramesh")
 
@@ -28,9 +39,10 @@ def config_home() -> str:
 def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, mode=0o700, exist_ok=True)
-    tmp = os.path.join(d, ".%s.%d.tmp" % (os.path.basename(path), os.getpid()))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    _clean_temps(d)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-" + os.path.basename(path) + "-")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -49,6 +61,24 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
         os.close(dfd)
 
 
+def _clean_temps(d: str) -> None:
+    """Removes temporaries of write_atomic that a crash left: never renamed
+    into place, they are garbage (and never secrets: keys are written by
+    the library)."""
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return
+    for n in names:
+        if n.startswith(".tmp-"):
+            try:
+                st = os.stat(os.path.join(d, n))
+                if time.time() - st.st_mtime > 60:  # not one being written now
+                    os.unlink(os.path.join(d, n))
+            except OSError:
+                pass
+
+
 # ---- TOML -------------------------------------------------------------
 
 def _value(v) -> str:
@@ -64,13 +94,17 @@ def _value(v) -> str:
 
 def dumps_toml(data: dict) -> str:
     out = []
-    for k, v in data.items():
-        if not isinstance(v, dict):
-            out.append("%s = %s" % (k, _value(v)))
-    for k, v in data.items():
-        if isinstance(v, dict):
-            out.append("\n[%s]" % k)
-            out.extend("%s = %s" % (kk, _value(vv)) for kk, vv in v.items())
+
+    def table(prefix, d):
+        scalars = [(k, v) for k, v in d.items() if not isinstance(v, dict)]
+        if prefix and scalars:
+            out.append("\n[%s]" % prefix)
+        out.extend("%s = %s" % (k, _value(v)) for k, v in scalars)
+        for k, v in d.items():
+            if isinstance(v, dict):
+                table(prefix + "." + k if prefix else k, v)
+
+    table("", data)
     return "\n".join(out).lstrip("\n") + "\n"
 
 
@@ -85,7 +119,9 @@ def _loads_subset(text: str) -> dict:
         if not s or s.startswith("#"):
             continue
         if s.startswith("[") and s.endswith("]"):
-            table = root.setdefault(s[1:-1].strip(), {})
+            table = root
+            for part in s[1:-1].strip().split("."):
+                table = table.setdefault(part.strip(), {})
             continue
         m = _KEY.match(s)
         if not m:
@@ -117,29 +153,67 @@ def loads_toml(text: str) -> dict:
 # ---- the node's files -------------------------------------------------
 
 class Home:
-    """The node directory: config.toml, contacts.json, keys/."""
+    """The node directory."""
 
     def __init__(self, path: str = None):
-        self.path = path or config_home()
+        self.path = os.path.abspath(path or config_home())
         self.config_path = os.path.join(self.path, "config.toml")
-        self.contacts_path = os.path.join(self.path, "contacts.json")
+        self.card_path = os.path.join(self.path, "card")
+        self.state_root = os.path.join(self.path, "state")
+        self.lock_path = os.path.join(self.path, ".lock")
 
     def exists(self) -> bool:
         return os.path.exists(self.config_path)
 
+    def state_dir(self, identity: str) -> str:
+        """The engine's state of one identity: a new identity (init --force)
+        starts afresh, and returns to its own state when chosen again."""
+        return os.path.join(self.state_root, identity)
+
+    def socket_path(self) -> str:
+        """The daemon's control socket: in $XDG_RUNTIME_DIR when set (and
+        the path fits a Unix socket), else in the node directory."""
+        p = os.path.join(self.path, "daemon.sock")
+        run = os.environ.get("XDG_RUNTIME_DIR")
+        if run and os.path.isdir(run):
+            p = os.path.join(run, "loramesh-%s.sock" % hashlib.sha256(self.path.encode()).hexdigest()[:16])
+        if len(p.encode()) >= 100:
+            p = os.path.join(tempfile.gettempdir(), "loramesh-%d-%s.sock" % (
+                os.getuid(), hashlib.sha256(self.path.encode()).hexdigest()[:16]))
+        return p
+
     def load_config(self) -> dict:
-        with open(self.config_path, "r", encoding="utf-8") as f:
-            return loads_toml(f.read())
+        try:
+            with open(self.config_path, "r", encoding="utf-8") as f:
+                return loads_toml(f.read())
+        except FileNotFoundError:
+            raise ConfigError("no node in %s: run `loramesh init` first" % self.path)
+        except OSError as e:
+            raise ConfigError("cannot read %s: %s" % (self.config_path, e.strerror))
+        except ValueError as e:
+            raise ConfigError("%s is not valid TOML: %s (fix it, or run `loramesh init --force`)"
+                              % (self.config_path, e))
 
     def save_config(self, cfg: dict) -> None:
-        write_atomic(self.config_path, dumps_toml(cfg).encode("utf-8"))
+        with self.locked():
+            write_atomic(self.config_path, dumps_toml(cfg).encode("utf-8"))
 
-    def load_contacts(self) -> dict:
-        try:
-            with open(self.contacts_path, "r", encoding="utf-8") as f:
-                return json.load(f)
-        except FileNotFoundError:
-            return {}
+    def locked(self):
+        """An exclusive lock on the node directory's lock file, for
+        read-modify-write of its files by concurrent commands."""
+        return _Lock(self.lock_path)
 
-    def save_contacts(self, contacts: dict) -> None:
-        write_atomic(self.contacts_path, (json.dumps(contacts, indent=2, sort_keys=True) + "\n").encode())
+
+class _Lock:
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)

@@ -9,9 +9,12 @@ class LoraMeshError(Exception):
     the Python side), ``name`` its lm_strerror text.
     """
 
-    def __init__(self, message: str, code: int = 0, name: str = ""):
+    code = 0  # the LM_ERR_* value of each subclass, from BY_CODE below
+
+    def __init__(self, message: str, code: int = None, name: str = ""):
         super().__init__(message)
-        self.code = code
+        if code is not None:
+            self.code = code
         self.name = name
 
 
@@ -99,6 +102,22 @@ class InternalError(LoraMeshError):
     """Bug in the library."""
 
 
+class InUseError(LoraMeshError):
+    """A state directory another process (named in the message) holds."""
+
+
+class KeyChangedError(LoraMeshError):
+    """A contact of that name holds another identity (replace to overwrite)."""
+
+
+class ConflictError(LoraMeshError):
+    """The card's keys belong to another contact or to this node."""
+
+
+class FullError(LoraMeshError):
+    """Too many messages queued for the contact."""
+
+
 # LM_ERR_* value -> exception class. LM_ERR_BUFFER_TOO_SMALL (2) never
 # reaches callers: the thin layer retries with the reported size.
 BY_CODE = {
@@ -122,4 +141,12 @@ BY_CODE = {
     19: VersionError,
     20: InvalidKeyError,
     21: InternalError,
+    22: InUseError,
+    23: KeyChangedError,
+    24: ConflictError,
+    25: FullError,
 }
+
+
+for _code, _cls in BY_CODE.items():
+    _cls.code = _code

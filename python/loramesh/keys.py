@@ -54,25 +54,39 @@ class _Handle:
         self.close()
 
 
-class X25519Key:
-    """A static X25519 public key (32 bytes)."""
+class PublicKey:
+    """A static Diffie-Hellman public key of one suite (SUITE_X25519: 32
+    bytes, SUITE_P256: a 33-byte compressed point). The suite is said, never
+    guessed from the length."""
 
-    def __init__(self, public: bytes):
-        if len(public) != 32:
-            raise InvalidArgumentError("X25519 public key must be 32 bytes")
+    SIZES = {SUITE_X25519: 32, SUITE_P256: 33}
+
+    def __init__(self, suite: int, public: bytes):
+        if suite not in self.SIZES:
+            raise InvalidArgumentError("unknown suite %r" % (suite,))
+        if len(public) != self.SIZES[suite]:
+            raise InvalidArgumentError("a suite %d public key is %d bytes" % (suite, self.SIZES[suite]))
+        self.suite = suite
         self._pub = bytes(public)
 
     def public_bytes(self) -> bytes:
         return self._pub
 
     def __eq__(self, other):
-        return isinstance(other, X25519Key) and self._pub == other._pub
+        return isinstance(other, PublicKey) and (self.suite, self._pub) == (other.suite, other._pub)
 
     def __hash__(self):
-        return hash(self._pub)
+        return hash((self.suite, self._pub))
 
     def __repr__(self):
-        return "X25519Key(%s)" % self._pub.hex()
+        return "PublicKey(%d, %s)" % (self.suite, self._pub.hex())
+
+
+class X25519Key(PublicKey):
+    """A static X25519 public key (32 bytes)."""
+
+    def __init__(self, public: bytes):
+        super().__init__(SUITE_X25519, public)
 
 
 class IdentityKey(_Handle):
@@ -189,7 +203,7 @@ class ContactCard(_Handle):
 
     def dh_key(self, suite: int) -> bytes:
         if suite not in self.dh_keys:
-            raise UnsupportedError("card has no key for suite %d" % suite, 7)
+            raise UnsupportedError("card has no key for suite %d" % suite)
         return self.dh_keys[suite]
 
     def choose_suite(self, other: "ContactCard") -> int:

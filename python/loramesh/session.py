@@ -6,7 +6,7 @@ import threading
 from . import _capi
 from ._lib import SUITE_P256, SUITE_X25519
 from .errors import InvalidArgumentError, StateError, UnsupportedError
-from .keys import ContactCard, IdentityKey, X25519Key, _Handle
+from .keys import ContactCard, IdentityKey, PublicKey, _Handle
 
 
 class Responder(_Handle):
@@ -45,17 +45,12 @@ def _peer_key(identity: IdentityKey, peer, suite):
             mine = set(identity.suites)
             common = [s for s in (SUITE_X25519, SUITE_P256) if s in mine and s in peer.dh_keys]
             if not common:
-                raise UnsupportedError("no handshake suite shared with %r" % peer.name, 7)
+                raise UnsupportedError("no handshake suite shared with %r" % peer.name)
             suite = common[0]
         return suite, peer.dh_key(suite)
-    if isinstance(peer, X25519Key):
-        return SUITE_X25519, peer.public_bytes()
-    key = bytes(peer)
-    if len(key) == 32:
-        return SUITE_X25519, key
-    if len(key) == 33:
-        return SUITE_P256, key
-    raise InvalidArgumentError("peer key must be 32 (X25519) or 33 (P-256) bytes")
+    if isinstance(peer, PublicKey):
+        return peer.suite, peer.public_bytes()
+    raise InvalidArgumentError("peer must be a ContactCard or a PublicKey(suite, key)")
 
 
 class Session:
@@ -72,8 +67,8 @@ class Session:
 
     @classmethod
     def initiate(cls, identity: IdentityKey, peer, payload=b"", suite=None):
-        """Starts a handshake to peer (a ContactCard, an X25519Key, or a raw
-        32-byte X25519 / 33-byte P-256 key). Returns (session, message 1).
+        """Starts a handshake to peer (a ContactCard, or a PublicKey such
+        as IdentityKey.derive_x25519() gives). Returns (session, message 1).
         payload is encrypted to the peer but has no forward secrecy."""
         suite, key = _peer_key(identity, peer, suite)
         h, msg1 = _capi.initiate(identity.handle, suite, key, payload)

@@ -79,3 +79,93 @@ def swtpm(tmp_path_factory):
         os.kill(int((d / "pid").read_text()), 15)
     except (OSError, ValueError):
         pass
+
+
+def free_udp_port():
+    import socket
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+PASS = "pass phrase for tests"
+
+
+class Node:
+    """A CLI node in a temporary home: loramesh run as a separate process,
+    its daemon started on demand and stopped at the end."""
+
+    def __init__(self, home, secret_file, env):
+        self.home, self.secret_file, self.env = home, secret_file, env
+        self.port = None
+
+    def run(self, *args, check=True, input=None, timeout=90):
+        p = subprocess.run([sys.executable, "-m", "loramesh", "--home", str(self.home)] + list(args)
+                           + ["--passphrase-file", str(self.secret_file)], env=self.env, input=input,
+                           capture_output=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError("loramesh %s: rc %d\n%s%s" % (" ".join(args), p.returncode,
+                                                              p.stdout.decode(), p.stderr.decode()))
+        return p
+
+    def json(self, *args):
+        import json
+        return json.loads(self.run("--json", *args).stdout)
+
+    @property
+    def addr(self):
+        return "udp:127.0.0.1:%d" % self.port
+
+    def card(self):
+        import base64
+        return base64.b64decode(self.run("card").stdout.strip())
+
+    def stop(self):
+        self.run("stop", check=False)
+
+
+@pytest.fixture
+def make_node(tmp_path):
+    """make_node(name, *init_args) -> Node on a free UDP port, memory
+    keystore unless init_args say otherwise."""
+    made = []
+    secret = tmp_path / "secret"
+    secret.write_text(PASS + "\n")
+    secret.chmod(0o600)
+
+    def make(name, *init_args, secret_text=None, udp=True):
+        s = secret
+        if secret_text is not None:
+            s = tmp_path / ("secret-" + name)
+            s.write_text(secret_text + "\n")
+        n = Node(tmp_path / name, s, cli_env())
+        if udp:
+            n.port = free_udp_port()
+            init_args = init_args + ("--udp", "127.0.0.1:%d" % n.port)
+        if not any(a in ("--pkcs11", "--tpm") for a in init_args):
+            init_args = init_args + ("--argon2", "1,64,1")
+        n.run("init", "--name", name, *init_args)
+        made.append(n)
+        return n
+
+    yield make
+    for n in made:
+        n.stop()
+
+
+def befriend(a, b, verify=True):
+    """a and b import each other's cards (as each other's names), with
+    addresses, and verify the fingerprints."""
+    import json
+    for x, y, name in ((a, b, b.home.name), (b, a, a.home.name)):
+        card = x.home.parent / ("%s.card" % y.home.name)
+        y.run("card", "export", "-o", str(card))
+        args = ["contact", "import", str(card), "--as", name]
+        if y.port:
+            args += ["--addr", y.addr]
+        x.run(*args)
+        if verify:
+            fp = json.loads(y.run("--json", "id").stdout)["fingerprint"]
+            x.run("contact", "verify", name, fp)

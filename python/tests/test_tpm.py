@@ -32,3 +32,15 @@ def test_tpm_identity(swtpm, tmp_path):
         with pytest.raises(lm.PinError):
             with ks.load("node") as ident:
                 ident.sign(b"m")
+
+
+def test_tpm_node_talks_to_a_memory_node(make_node, swtpm, tmp_path):
+    """A CLI node whose identity is in the TPM (swtpm), with an auth value."""
+    from conftest import befriend
+    t = make_node("tpm", "--tpm", swtpm, secret_text="tpm auth value")
+    m = make_node("mem")
+    befriend(t, m)
+    assert t.json("id")["keystore"] == "tpm"
+    t.run("send", "mem", "from the TPM")
+    m.run("send", "tpm", "to the TPM")
+    assert "tpm" in (t.home / "config.toml").read_text()

@@ -1,24 +1,28 @@
-package core
+// Package prim holds the primitives loramesh writes itself for secret
+// hygiene: the X25519 ladder and fixed-base multiplication, P-256 through
+// filippo.io/nistec on the stack, and a stack-only HMAC-SHA256. Their callers run
+// them inside secret.Do; everything here keeps its temporaries on the stack.
+package prim
 
 import (
-	"crypto/elliptic"
 	"crypto/subtle"
-	"fmt"
-	"io"
-	"math/big"
 
 	"filippo.io/edwards25519"
 	"filippo.io/edwards25519/field"
+	"filippo.io/nistec"
+	"github.com/loramesh/loramesh-core/internal/errs"
+	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 )
 
-// Ephemeral keys are the only private keys the core holds. Their scalars sit in
-// locked slots; the public halves are computed once.
+// ErrZero: a DH output is all zeros (a low-order X25519 peer point, or a
+// P-256 product whose x-coordinate is 0).
+var ErrZero = errs.Sub(keystore.ErrInvalidPublicKey, "DH output is zero")
 
 // x25519 is RFC 7748 section 5 X25519(k, u), written over the field package
 // because the standard library only offers X25519 through ecdh.NewPrivateKey,
 // which copies the scalar to the heap and spends a second ladder on the
-// public key. Everything here lives on the stack (Protect erases it).
+// public key. Everything here lives on the stack (secret.Do erases it).
 func x25519(dst, scalar, u *[32]byte) {
 	var k [32]byte
 	copy(k[:], scalar[:])
@@ -62,7 +66,7 @@ func x25519(dst, scalar, u *[32]byte) {
 	z2.Swap(&z3, swap)
 	x2.Multiply(&x2, z2.Invert(&z2))
 	copy(dst[:], x2.Bytes())
-	Wipe(k[:])
+	secret.Wipe(k[:])
 }
 
 // X25519Base computes the public key X25519(k, 9) with the fixed-base
@@ -80,75 +84,19 @@ func X25519Base(dst, k *[32]byte) error {
 }
 
 // X25519 computes the X25519 function into dst and rejects an all-zero
-// output (a low-order peer point). Exported for keystore/memory, so there is
-// one implementation.
+// output (a low-order peer point) with ErrZero.
 func X25519(dst, scalar, point *[32]byte) error {
 	x25519(dst, scalar, point)
-	if isZero(dst) {
-		return fmt.Errorf("%w: X25519 output is zero", ErrInvalidPublicKey)
+	if secret.IsZero(dst[:]) {
+		return ErrZero
 	}
 	return nil
 }
 
-// newEphemeral reads a private key from rand into priv (a locked slot) and
-// returns its public key. For 25519 the key is exactly the 32 bytes read, as
-// in the Noise test vectors; for P-256, 32-byte candidates are read until one
-// is a valid scalar (1 <= k < n).
-func newEphemeral(s keystore.Suite, rand io.Reader, priv *[32]byte) (pub keystore.PublicKey, err error) {
-	Protect(func() {
-		switch s {
-		case keystore.X25519:
-			if _, err = io.ReadFull(rand, priv[:]); err != nil {
-				return
-			}
-			var u [32]byte
-			if err = X25519Base(&u, priv); err == nil {
-				pub, err = keystore.ParsePublicKey(s, u[:])
-			}
-		case keystore.P256:
-			err = ErrInvalidPublicKey
-			for range 8 {
-				if _, err = io.ReadFull(rand, priv[:]); err != nil {
-					return
-				}
-				if P256ScalarValid(priv) {
-					pub, err = P256Base(priv)
-					return
-				}
-			}
-		default:
-			err = ErrUnsupportedSuite
-		}
-	})
-	if err != nil {
-		Wipe32(priv)
-		return pub, fmt.Errorf("generating ephemeral key: %w", err)
-	}
-	return pub, nil
-}
-
-// ephemeralDH writes DH(priv, peer) into out: the X25519 output or the P-256
-// x-coordinate.
-func ephemeralDH(priv *[32]byte, peer keystore.PublicKey, out *[32]byte) (err error) {
-	Protect(func() {
-		switch peer.Suite() {
-		case keystore.X25519:
-			var u [32]byte
-			copy(u[:], peer.Bytes())
-			err = X25519(out, priv, &u)
-		case keystore.P256:
-			err = P256(out, priv, peer)
-		default:
-			err = ErrUnsupportedSuite
-		}
-	})
-	return err
-}
-
-// P-256 through crypto/elliptic's constant-time nistec backend: crypto/ecdh
-// would copy the scalar to the heap and compute the public key on every
-// NewPrivateKey, a base-point multiplication per DH that the handshake does
-// not need.
+// P-256 through filippo.io/nistec (the code of the standard library's
+// constant-time backend, exported): crypto/ecdh would copy the scalar to the
+// heap and compute the public key on every NewPrivateKey, a base-point
+// multiplication per DH that the handshake does not need.
 
 // p256N is the order of the P-256 group, big endian.
 var p256N = [32]byte{
@@ -169,37 +117,52 @@ func P256ScalarValid(k *[32]byte) bool {
 
 // P256Base returns the public key of the valid scalar k.
 func P256Base(k *[32]byte) (pub keystore.PublicKey, err error) {
-	Protect(func() {
-		x, y := elliptic.P256().ScalarBaseMult(k[:])
-		pub, err = keystore.ParsePublicKey(keystore.P256, elliptic.MarshalCompressed(elliptic.P256(), x, y))
+	secret.Do(func() {
+		var p nistec.P256Point
+		if _, err = p.ScalarBaseMult(k[:]); err != nil {
+			return
+		}
+		var c [33]byte
+		copy(c[:], p.BytesCompressed())
+		pub, err = keystore.ParsePublicKey(keystore.P256, c[:])
 	})
 	return pub, err
 }
 
 // P256 writes the x-coordinate of k times peer into out. k must be valid and
 // peer is on the curve (keystore.ParsePublicKey checked it), so the product
-// is never the point at infinity; zero is refused all the same.
+// is never the point at infinity. A product whose x-coordinate is 0 (a valid
+// point, reached with probability 2^-256) is refused with ErrZero like an
+// all-zero X25519 output: every backend and the core refuse zero DH outputs.
+//
+// It runs on filippo.io/nistec points held on the stack: crypto/elliptic
+// and crypto/ecdh put the product (the shared secret) in heap slices and
+// big.Ints of their own, which stayed in memory after the caller wiped its
+// copy (the custody tests found them).
 func P256(out, k *[32]byte, peer keystore.PublicKey) (err error) {
 	if peer.Suite() != keystore.P256 {
-		return ErrUnsupportedSuite
+		return keystore.ErrUnsupportedSuite
 	}
-	Protect(func() {
-		u := peer.Uncompressed()
-		px, py := new(big.Int).SetBytes(u[1:33]), new(big.Int).SetBytes(u[33:])
-		x, _ := elliptic.P256().ScalarMult(px, py, k[:])
-		x.FillBytes(out[:])
-		if isZero(out) {
-			err = fmt.Errorf("%w: P-256 product is the point at infinity", ErrInvalidPublicKey)
+	secret.Do(func() {
+		var u [65]byte
+		copy(u[:], peer.Uncompressed())
+		var p nistec.P256Point
+		if _, err = p.SetBytes(u[:]); err != nil {
+			return
+		}
+		if _, err = p.ScalarMult(&p, k[:]); err != nil {
+			return
+		}
+		var x []byte
+		if x, err = p.BytesX(); err != nil {
+			return
+		}
+		copy(out[:], x)
+		secret.Wipe(x)
+		p = nistec.P256Point{}
+		if secret.IsZero(out[:]) {
+			err = ErrZero
 		}
 	})
 	return err
-}
-
-// isZero reports in constant time whether k is all zeros.
-func isZero(k *[32]byte) bool {
-	var acc byte
-	for _, b := range k {
-		acc |= b
-	}
-	return subtle.ConstantTimeByteEq(acc, 0) == 1
 }

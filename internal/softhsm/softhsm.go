@@ -26,7 +26,7 @@ var ModulePaths = []string{
 }
 
 // ErrNotInstalled means the module or softhsm2-util is missing.
-var ErrNotInstalled = errors.New("softhsm: SoftHSM2 not installed")
+var ErrNotInstalled = errors.New("SoftHSM2 not installed (apt-get install softhsm2)")
 
 // Module returns the first SoftHSM2 module found in ModulePaths.
 func Module() (string, error) {
