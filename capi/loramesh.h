@@ -327,6 +327,17 @@ int lm_identity_close(uint64_t identity);
  * of printable UTF-8): the bytes to hand to a contact. */
 int lm_card_create(uint64_t identity, const char *name, uint8_t *out, size_t *len);
 
+/* lm_card_create with the optional fields: onion, a v3 onion address where
+ * the node is reached over Tor (lm_onion_check), or NULL or "" for none.
+ * LM_ERR_BAD_CARD for an invalid address. */
+int lm_card_create_with(uint64_t identity, const char *name, const char *onion, uint8_t *out, size_t *len);
+
+/* LM_OK if addr is a v3 onion address exactly as tor writes it: 56
+ * lower-case base32 characters and ".onion", version 3, a matching
+ * checksum, a valid Ed25519 key (docs/PROTOCOL.md §5); LM_ERR_MALFORMED
+ * otherwise. */
+int lm_onion_check(const char *addr);
+
 /* Verifies card bytes (signature, canonical encoding, keys) and returns a
  * card handle. LM_ERR_BAD_CARD if anything is wrong. */
 int lm_card_parse(const uint8_t *card, size_t card_len, uint64_t *handle);
@@ -340,6 +351,10 @@ int lm_card_name(uint64_t card, char *buf, size_t *len);
 
 /* The card's signing public key (32 or 33 bytes, see lm_verify). */
 int lm_card_signing_key(uint64_t card, uint8_t *out, size_t *len);
+
+/* The card's onion address (NUL terminated), "" if it has none. Parsing
+ * checked it like lm_onion_check. */
+int lm_card_onion(uint64_t card, char *buf, size_t *len);
 
 /* The card's DH key for suite; LM_ERR_UNSUPPORTED if it has none. */
 int lm_card_dh_key(uint64_t card, int suite, uint8_t *out, size_t *len);

@@ -12,7 +12,7 @@ from ctypes import byref, c_int, c_size_t, c_uint32, c_uint64
 
 from . import _lib
 from ._lib import ERR_BUFFER_TOO_SMALL, lib, u8p
-from .errors import BY_CODE, InvalidArgumentError, LoraMeshError
+from .errors import BY_CODE, InvalidArgumentError, LoraMeshError, MalformedError
 
 
 # ---- errors -----------------------------------------------------------
@@ -292,6 +292,24 @@ def card_create(ident: int, name: str) -> bytes:
     nm = _name(name)
     return _bytes_out("lm_card_create",
                       lambda b, n: lib().lm_card_create(ident, nm, b[0], n[0]), [512])[0]
+
+
+def card_create_with(ident: int, name: str, onion: str = None) -> bytes:
+    nm = _name(name)
+    o = _name(onion) if onion else None
+    return _bytes_out("lm_card_create_with",
+                      lambda b, n: lib().lm_card_create_with(ident, nm, o, b[0], n[0]), [512])[0]
+
+
+def onion_check(addr: str) -> None:
+    """Raises MalformedError unless addr is a v3 onion address as tor writes it."""
+    if not isinstance(addr, str) or "\0" in addr:
+        raise MalformedError("an onion address is a str without NUL")
+    check(lib().lm_onion_check(addr.encode("utf-8", "surrogateescape")), "lm_onion_check")
+
+
+def card_onion(card: int) -> str:
+    return _str_out("lm_card_onion", lambda b, n: lib().lm_card_onion(card, b, n), 64)
 
 
 def card_parse(card) -> int:

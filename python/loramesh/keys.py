@@ -140,8 +140,11 @@ class IdentityKey(_Handle):
     def sign(self, data) -> bytes:
         return _capi.identity_sign(self.handle, data)
 
-    def card(self, name: str) -> bytes:
-        """This identity's signed contact card under display name."""
+    def card(self, name: str, onion: str = None) -> bytes:
+        """This identity's signed contact card under display name, with the
+        v3 onion address where the node is reached over Tor, if any."""
+        if onion:
+            return _capi.card_create_with(self.handle, name, onion)
         return _capi.card_create(self.handle, name)
 
     def responder(self) -> "Responder":
@@ -185,6 +188,7 @@ class ContactCard(_Handle):
         self.name = _capi.card_name(self._h)
         self.fingerprint = _capi.card_fingerprint(self._h)
         self.signing_key = _capi.card_signing_key(self._h)
+        self.onion = _capi.card_onion(self._h) or None  # checked by the core; None: not on Tor
         self.dh_keys = {}
         for s in (SUITE_X25519, SUITE_P256):
             try:

@@ -41,6 +41,7 @@ __all__ = [
     "ControlTimeoutError", "OnionLinkError", "OnionUnreachableError", "LinkBusyError",
     "NotConnectedError", "TorControl", "TorProcess", "OnionLink", "Reply", "Event", "LinkEvent",
     "InboundAddr", "wipe", "generate_onion_key", "onion_address_from_public_key", "parse_onion_address",
+    "check_onion_address",
     "SOCKS_REPLIES",
 ]
 
@@ -202,23 +203,95 @@ def onion_address_from_public_key(pub32: bytes) -> str:
 
 
 def parse_onion_address(addr) -> bytes:
-    """The public key of a v3 onion address ("x.onion", or tor's ServiceID
-    without the suffix), after checking version and checksum."""
+    """The public key of a v3 onion address, checked as strictly as the
+    core checks the one in a card (core.CheckOnion, docs/PROTOCOL.md §5):
+    "<56 lower-case base32 characters>.onion" (or tor's ServiceID, without
+    the suffix), version 3, a matching checksum, and a key tor accepts (a
+    canonical Ed25519 point of prime order). Raises InvalidArgumentError
+    saying what is wrong; the message repeats at most 80 characters of the
+    input, which may come from a peer: escape it before showing it."""
     if not isinstance(addr, str):
         raise InvalidArgumentError("an onion address is a str like 'xxxx.onion', got %s" % type(addr).__name__)
     sid = addr[:-6] if addr.endswith(".onion") else addr
     if len(sid) != 56:
         raise InvalidArgumentError("%r is not a v3 onion address (56 base32 characters + .onion)" % addr[:80])
-    try:
-        raw = base64.b32decode(sid.upper())
-    except (ValueError, TypeError):
-        raise InvalidArgumentError("%r is not a v3 onion address: not base32" % addr[:80]) from None
+    if not all(c in _B32_LOWER for c in sid):
+        if sid.lower() != sid and all(c in _B32_LOWER for c in sid.lower()):
+            raise InvalidArgumentError("%r is not a v3 onion address: write it in lower case, as tor does" % addr[:80])
+        raise InvalidArgumentError("%r is not a v3 onion address: not base32" % addr[:80])
+    raw = base64.b32decode(sid.upper())
     pub = raw[:32]
     if raw[34] != 3:
         raise InvalidArgumentError("%r is not a v3 onion address: version %d" % (addr, raw[34]))
-    if onion_address_from_public_key(pub) != sid.lower() + ".onion":
+    if onion_address_from_public_key(pub) != sid + ".onion":
         raise InvalidArgumentError("%r has a wrong checksum: mistyped?" % addr)
+    if not _prime_order_point(pub):
+        raise InvalidArgumentError("%r is not a v3 onion address: its key is not a valid Ed25519 key" % addr)
     return pub
+
+
+def check_onion_address(addr) -> str:
+    """addr if it is a v3 onion address with its ".onion" (see
+    parse_onion_address), else InvalidArgumentError."""
+    if not isinstance(addr, str) or not addr.endswith(".onion"):
+        raise InvalidArgumentError("%r is not an onion address (56 base32 characters + .onion)" % (str(addr)[:80],))
+    parse_onion_address(addr)
+    return addr
+
+
+_B32_LOWER = frozenset("abcdefghijklmnopqrstuvwxyz234567")
+
+# Ed25519 (RFC 8032 §5.1) on public values only: decoding an onion
+# address's key and checking its order, as tor's ed25519_validate_pubkey does.
+_P = 2 ** 255 - 19
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+_L = 2 ** 252 + 27742317777372353535851937790883648493
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+
+
+def _decode_point(b: bytes):
+    """(x, y) of a canonical point encoding, else None."""
+    y = int.from_bytes(b, "little") & ((1 << 255) - 1)
+    sign = b[31] >> 7
+    if y >= _P:
+        return None
+    u, v = (y * y - 1) % _P, (_D * y * y + 1) % _P
+    x = u * pow(v, 3, _P) * pow(u * pow(v, 7, _P), (_P - 5) // 8, _P) % _P
+    if (v * x * x - u) % _P:
+        x = x * _SQRT_M1 % _P
+        if (v * x * x - u) % _P:
+            return None
+    if x == 0 and sign:
+        return None  # -0: not canonical
+    if x & 1 != sign:
+        x = _P - x
+    return x, y
+
+
+def _ext_add(a, b):
+    """Extended twisted Edwards addition (RFC 8032 §5.1.4), complete."""
+    x1, y1, z1, t1 = a
+    x2, y2, z2, t2 = b
+    A = (y1 - x1) * (y2 - x2) % _P
+    B = (y1 + x1) * (y2 + x2) % _P
+    C = 2 * t1 * t2 * _D % _P
+    D = 2 * z1 * z2 % _P
+    E, F, G, H = B - A, D - C, D + C, B + A
+    return E * F % _P, G * H % _P, F * G % _P, E * H % _P
+
+
+def _prime_order_point(b: bytes) -> bool:
+    """b encodes canonically a point other than the identity with [l]P = identity."""
+    pt = _decode_point(b)
+    if pt is None or pt == (0, 1):
+        return False
+    p = (pt[0], pt[1], 1, pt[0] * pt[1] % _P)
+    r, k = (0, 1, 1, 0), _L
+    while k:
+        if k & 1:
+            r = _ext_add(r, p)
+        p, k = _ext_add(p, p), k >> 1
+    return r[0] % _P == 0 and (r[1] - r[2]) % _P == 0
 
 
 # ---- control protocol ---------------------------------------------------
@@ -1260,7 +1333,7 @@ class OnionLink:
                 raise NotConnectedError("%r is closed: the reply cannot be delivered on it" % addr)
         else:
             parse_onion_address(addr)
-            addr = addr.lower() if addr.endswith(".onion") else addr.lower() + ".onion"
+            addr = addr if addr.endswith(".onion") else addr + ".onion"
             conn = self._out.get(addr) or self._connect(addr)
         if conn.pending + 2 + n > self.max_pending:
             raise LinkBusyError("send buffer for %s full (%d bytes queued): retry later" % (addr, conn.pending))

@@ -271,6 +271,36 @@ static void test_cards(uint64_t alice, uint64_t bob, uint64_t *ca, uint64_t *cb)
 	CHECK(lm_card_fingerprint(*ca, s, &n), LM_ERR_BUFFER_TOO_SMALL);
 	REQUIRE(n == 20);
 
+	/* Onion addresses: cards without one say "", cards with one carry it. */
+	const char *onion = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion";
+	n = sizeof s;
+	OK(lm_card_onion(*ca, s, &n));
+	REQUIRE(n == 1 && s[0] == 0);
+	OK(lm_onion_check(onion));
+	CHECK(lm_onion_check("2GZYXA5IHM7NSGGFXNU52RCK2VV4RVMDLKIU3ZZUI5DU4XYCLEN53WID.onion"), LM_ERR_MALFORMED);
+	CHECK(lm_onion_check("2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wia.onion"), LM_ERR_MALFORMED);
+	CHECK(lm_onion_check(NULL), LM_ERR_INVALID_ARG);
+	uint8_t obuf[512];
+	size_t olen = 0;
+	CHECK(lm_card_create_with(alice, "Alice", onion, NULL, &olen), LM_ERR_BUFFER_TOO_SMALL);
+	REQUIRE(olen == alen + 65);
+	OK(lm_card_create_with(alice, "Alice", onion, obuf, &olen));
+	uint64_t co = 0;
+	OK(lm_card_parse(obuf, olen, &co));
+	char so[80];
+	n = sizeof so;
+	OK(lm_card_onion(co, so, &n));
+	REQUIRE(n == strlen(onion) + 1 && strcmp(so, onion) == 0);
+	n = 10;
+	CHECK(lm_card_onion(co, so, &n), LM_ERR_BUFFER_TOO_SMALL);
+	REQUIRE(n == strlen(onion) + 1);
+	OK(lm_card_close(co));
+	olen = sizeof obuf;
+	CHECK(lm_card_create_with(alice, "Alice", "nope.onion", obuf, &olen), LM_ERR_BAD_CARD);
+	olen = sizeof obuf;
+	OK(lm_card_create_with(alice, "Alice", NULL, obuf, &olen));
+	REQUIRE(olen == alen && memcmp(obuf, abuf, alen) == 0);
+
 	/* The card's keys are the identity's. */
 	uint8_t k1[33], k2[33];
 	size_t n1 = sizeof k1, nk = sizeof k2;
