@@ -505,6 +505,17 @@ int lm_engine_contact_remove(uint64_t engine, const char *name);
 int lm_engine_contact_verify(uint64_t engine, const char *name, const char *fingerprint);
 /* Where the contact is first sent to, until it answers from somewhere. */
 int lm_engine_contact_set_addr(uint64_t engine, const char *name, const char *link, const char *addr);
+/* Every address the contact may be reached at (n pairs, at most 16; n = 0
+ * clears them), e.g. its radio and its onion service. The contact is then
+ * sent to where it last answered from (learned from its authenticated
+ * packets and from message 2 of a handshake), and falls back to these: a
+ * handshake goes to all of them when the last address fails
+ * (lm_engine_unreachable) or stops answering. Fragments are sized for the
+ * smallest frame among them, so a message fits the link it falls back to. */
+int lm_engine_contact_set_addrs(uint64_t engine, const char *name, const char *const *links,
+				const char *const *addrs, size_t n);
+/* A contact's configured addresses, a line each: link, a tab, address. */
+int lm_engine_contact_addrs(uint64_t engine, const char *name, char *buf, size_t *len);
 /* Every contact, a line each, tab-separated: name, display name, fingerprint,
  * verified (0/1), session (0/1), messages queued, last link, last address.
  * Display names are the contact's own text: escape them when shown. */
@@ -521,6 +532,18 @@ int lm_engine_send(uint64_t engine, int64_t now_ms, const char *contact, const u
  * what the packet holds: a bad packet is dropped (LM_EVENT_DROPPED at most). */
 int lm_engine_receive(uint64_t engine, int64_t now_ms, const char *link, const char *addr,
 		      const uint8_t *packet, size_t len);
+/* The host could not deliver to link/addr: a connection refused or lost, an
+ * onion service not found. reason (printable ASCII, at most 1024 bytes; no
+ * secrets: it is saved in failure reasons) is given in the reason of a
+ * message that later fails. A contact last heard there falls back to its
+ * configured addresses at once. Call it once per failure, not for every
+ * packet refused while the host backs off; radio addresses ("") are
+ * ignored. */
+int lm_engine_unreachable(uint64_t engine, int64_t now_ms, const char *link, const char *addr, const char *reason);
+/* How long a message to a contact reached on link waits for delivery before
+ * it fails (the profile's deadline otherwise), for messages sent from now
+ * on; deadline_ms > 0. */
+int lm_engine_link_deadline(uint64_t engine, const char *link, int64_t deadline_ms);
 /* Runs the engine's timers. */
 int lm_engine_tick(uint64_t engine, int64_t now_ms);
 /* When to call lm_engine_tick next, in ms since the epoch: 0 if packets or

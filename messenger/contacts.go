@@ -21,9 +21,12 @@ type contact struct {
 	id       [32]byte // the card's signing key ID
 	verified bool
 	addrs    []Addr // configured by the user
-	last     Addr   // learned from authenticated transport packets
-	hw       uint64 // highest message 1 timestamp accepted from it
-	added    time.Time
+	last     Addr   // learned from authenticated transport packets and messages 2
+	// unreachable: the host's last report of a failure to reach it
+	// (Unreachable), for the reason of a message that fails.
+	unreachable string
+	hw          uint64 // highest message 1 timestamp accepted from it
+	added       time.Time
 
 	current   *session   // confirmed, used to send
 	candidate *session   // answered message 1, awaiting confirmation
@@ -221,7 +224,8 @@ func (e *Engine) SetContactAddrs(name string, addrs ...Addr) error {
 			return fmt.Errorf("set address of %s: %q: %w", name, a.Link, ErrUnknownLink)
 		}
 	}
-	c.addrs, e.dirty = slices.Clone(addrs), true
+	e.setAddrs(c, slices.Clone(addrs))
+	e.dirty = true
 	e.touch(c)
 	e.pump()
 	return nil
@@ -271,6 +275,41 @@ func (c *contact) dest() []Addr {
 		return []Addr{c.last}
 	}
 	return c.addrs
+}
+
+// everywhere is where c may be: its last address, then each configured one.
+func (c *contact) everywhere() []Addr {
+	to := c.dest()
+	for _, a := range c.addrs {
+		if !slices.Contains(to, a) {
+			to = append(slices.Clip(to), a)
+		}
+	}
+	return to
+}
+
+// needsPath: c's last address failed and it has several configured ones.
+// Data waits for a handshake sent to all of them: the answer says which
+// works, and data sent to a guess could be lost on the wrong link.
+func (c *contact) needsPath() bool {
+	return c.last == (Addr{}) && len(c.addrs) > 1
+}
+
+// frameSize is the largest packet c is sent: the smallest frame among the
+// links it may be reached on, so a message split for one still fits the
+// link it falls back to (a contact on radio and Tor gets radio-sized
+// fragments on both).
+func (e *Engine) frameSize(c *contact) int {
+	n := 0
+	for _, a := range c.everywhere() {
+		if l := e.links[a.Link]; l != nil && (n == 0 || l.p.FrameSize < n) {
+			n = l.p.FrameSize
+		}
+	}
+	if n == 0 {
+		return e.profile(c).FrameSize
+	}
+	return n
 }
 
 func (c *contact) sessions() []*session {

@@ -90,12 +90,14 @@ func (e *Engine) load(b []byte) error {
 		}
 		c := e.contacts[cs.Name]
 		c.verified, c.hw, c.added = cs.Verified, cs.HW, time.Unix(cs.Added, 0)
+		var addrs []Addr
 		for _, a := range cs.Addrs {
 			if len(a) != 2 {
 				return fmt.Errorf("%w: contact %q: address", ErrStateFile, cs.Name)
 			}
-			c.addrs = append(c.addrs, Addr{a[0], a[1]})
+			addrs = append(addrs, Addr{a[0], a[1]})
 		}
+		e.setAddrs(c, addrs)
 		switch len(cs.Last) {
 		case 0:
 		case 2:

@@ -488,6 +488,30 @@ def engine_contact_set_addr(e: int, name: str, link: str, addr: str) -> None:
     check(lib().lm_engine_contact_set_addr(e, _name(name), _name(link), _name(addr)), "lm_engine_contact_set_addr")
 
 
+def engine_contact_set_addrs(e: int, name: str, addrs) -> None:
+    """addrs: (link, address) pairs, in order of preference for a first contact."""
+    addrs = list(addrs)
+    links = (ctypes.c_char_p * max(len(addrs), 1))(*[_name(l) for l, _ in addrs])
+    places = (ctypes.c_char_p * max(len(addrs), 1))(*[_name(a) for _, a in addrs])
+    check(lib().lm_engine_contact_set_addrs(e, _name(name), links, places, len(addrs)),
+          "lm_engine_contact_set_addrs")
+
+
+def engine_contact_addrs(e: int, name: str) -> list:
+    nm = _name(name)
+    s = _str_out("lm_engine_contact_addrs", lambda b, n: lib().lm_engine_contact_addrs(e, nm, b, n), 256)
+    return [tuple(line.split("\t", 1)) for line in s.split("\n") if line]
+
+
+def engine_unreachable(e: int, now_ms: int, link: str, addr: str, reason: str) -> None:
+    why = bytes(b if 0x20 <= b <= 0x7E else 0x3F for b in reason.encode("ascii", "replace")[:1024])
+    check(lib().lm_engine_unreachable(e, now_ms, _name(link), _name(addr), why), "lm_engine_unreachable")
+
+
+def engine_link_deadline(e: int, link: str, deadline_ms: int) -> None:
+    check(lib().lm_engine_link_deadline(e, _name(link), deadline_ms), "lm_engine_link_deadline")
+
+
 def engine_contacts(e: int) -> list:
     """One tuple per contact: (name, display name, fingerprint, verified,
     session, queued, last link, last address)."""
