@@ -269,20 +269,21 @@ func (e *Engine) updateAllowed() {
 }
 
 // dest is where c's packets go: its last confirmed address, else the
-// configured ones.
-func (c *contact) dest() []Addr {
-	if c.last != (Addr{}) {
+// configured ones. Addresses on links the host did not register this time
+// (a state saved by a run with other links) are skipped.
+func (e *Engine) dest(c *contact) []Addr {
+	if c.last != (Addr{}) && e.links[c.last.Link] != nil {
 		return []Addr{c.last}
 	}
-	return c.addrs
+	return slices.DeleteFunc(slices.Clone(c.addrs), func(a Addr) bool { return e.links[a.Link] == nil })
 }
 
 // everywhere is where c may be: its last address, then each configured one.
-func (c *contact) everywhere() []Addr {
-	to := c.dest()
+func (e *Engine) everywhere(c *contact) []Addr {
+	to := e.dest(c)
 	for _, a := range c.addrs {
-		if !slices.Contains(to, a) {
-			to = append(slices.Clip(to), a)
+		if !slices.Contains(to, a) && e.links[a.Link] != nil {
+			to = append(to, a)
 		}
 	}
 	return to
@@ -291,8 +292,8 @@ func (c *contact) everywhere() []Addr {
 // needsPath: c's last address failed and it has several configured ones.
 // Data waits for a handshake sent to all of them: the answer says which
 // works, and data sent to a guess could be lost on the wrong link.
-func (c *contact) needsPath() bool {
-	return c.last == (Addr{}) && len(c.addrs) > 1
+func (e *Engine) needsPath(c *contact) bool {
+	return (c.last == (Addr{}) || e.links[c.last.Link] == nil) && len(e.dest(c)) > 1
 }
 
 // frameSize is the largest packet c is sent: the smallest frame among the
@@ -301,7 +302,7 @@ func (c *contact) needsPath() bool {
 // fragments on both).
 func (e *Engine) frameSize(c *contact) int {
 	n := 0
-	for _, a := range c.everywhere() {
+	for _, a := range e.everywhere(c) {
 		if l := e.links[a.Link]; l != nil && (n == 0 || l.p.FrameSize < n) {
 			n = l.p.FrameSize
 		}

@@ -96,7 +96,7 @@ func (e *Engine) service(c *contact) {
 	switch {
 	case c.pending != nil:
 	case now.Before(c.nextHS):
-	case s != nil && want && c.needsPath():
+	case s != nil && want && e.needsPath(c):
 		e.startHandshake(c, true) // which of its addresses works: the answer says
 	case s != nil && want && (now.Sub(s.started) >= p.RenewAfter || s.seq >= p.RenewCount):
 		e.startHandshake(c, false) // renewal, when there is traffic: the session in use goes on meanwhile
@@ -148,8 +148,8 @@ func (e *Engine) expire(c *contact, p Profile) {
 func (e *Engine) sendData(c *contact, s *session, p Profile) {
 	now := e.now
 	c.blocked = time.Time{}
-	dest := c.dest()
-	if len(dest) == 0 || c.needsPath() {
+	dest := e.dest(c)
+	if len(dest) == 0 || e.needsPath(c) {
 		return
 	}
 	to := dest[0]
@@ -486,7 +486,7 @@ func (c *contact) deadlines(e *Engine) []time.Time {
 		t = append(t, start)
 	}
 	if s := c.current; s != nil && c.pending == nil && len(c.queue)+len(c.acks) > 0 {
-		if c.needsPath() {
+		if e.needsPath(c) {
 			t = append(t, c.nextHS)
 		}
 		renew := s.started.Add(p.RenewAfter)
@@ -502,7 +502,7 @@ func (c *contact) deadlines(e *Engine) []time.Time {
 	for _, s := range c.old {
 		t = append(t, s.retire)
 	}
-	waiting := c.needsPath() // data and acks wait for the handshake that finds a path
+	waiting := e.needsPath(c) // data and acks wait for the handshake that finds a path
 	for _, m := range c.queue {
 		t = append(t, m.deadline)
 		for i, pk := range m.pk {

@@ -152,7 +152,7 @@ func (e *Engine) Send(now time.Time, name string, text []byte) (MsgID, error) {
 	if len(c.queue) >= e.cfg.MaxQueued {
 		return 0, fmt.Errorf("send to %s: %d messages waiting: %w", name, len(c.queue), ErrQueueFull)
 	}
-	if len(c.dest()) == 0 {
+	if len(e.dest(c)) == 0 {
 		return 0, fmt.Errorf("send to %s: %w (set one, or wait until it contacts you)", name, ErrNoAddress)
 	}
 	e.nextID++
@@ -222,8 +222,8 @@ func (e *Engine) Unreachable(now time.Time, a Addr, why string) {
 				}
 			}
 		}
-		if h := c.pending; h != nil && slices.Equal(h.to, []Addr{a}) && len(c.dest()) > 0 {
-			h.to, h.next, h.rto = c.dest(), e.now, p.RTO
+		if h := c.pending; h != nil && slices.Equal(h.to, []Addr{a}) && len(e.dest(c)) > 0 {
+			h.to, h.next, h.rto = e.dest(c), e.now, p.RTO
 		}
 	}
 	e.pump()
@@ -264,7 +264,7 @@ func (e *Engine) nextTS() uint64 {
 
 // profile is the profile of the link c is reached on.
 func (e *Engine) profile(c *contact) Profile {
-	for _, a := range c.dest() {
+	for _, a := range e.dest(c) {
 		if l := e.links[a.Link]; l != nil {
 			return l.p
 		}
@@ -425,9 +425,9 @@ type handshake struct {
 // learned).
 func (e *Engine) startHandshake(c *contact, wide bool) {
 	p := e.profile(c)
-	to := c.dest()
+	to := e.dest(c)
 	if wide {
-		to = c.everywhere()
+		to = e.everywhere(c)
 	}
 	suite, err := e.suiteFor(c)
 	if err == nil && len(to) == 0 {
@@ -467,7 +467,7 @@ func (e *Engine) sendHandshake(h *handshake) {
 	if h.attempts >= p.MaxAttempts {
 		e.abandon(h)
 		h.c.backoff(e.now, p)
-		if c := h.c; c.last != (Addr{}) && slices.Equal(h.to, []Addr{c.last}) && len(c.everywhere()) > 1 {
+		if c := h.c; c.last != (Addr{}) && slices.Equal(h.to, []Addr{c.last}) && len(e.everywhere(c)) > 1 {
 			// Nothing answers where it was last heard: the next
 			// handshake goes to every configured address.
 			e.setLast(c, Addr{})

@@ -321,3 +321,32 @@ func TestUnreachableOnionFailsWithReason(t *testing.T) {
 		t.Fatal("zero deadline accepted")
 	}
 }
+
+// A state saved while Tor was on, loaded by a run without it: the Tor
+// addresses are skipped, not followed into a link that is not there.
+func TestAddressOnAMissingLink(t *testing.T) {
+	n := newTwoLinks(t, UDP, Stream)
+	n.a.e.SetContactAddrs("bob", Addr{"tor", "bob.onion"}, Addr{"radio", ""})
+	n.b.e.SetContactAddrs("alice", Addr{"radio", ""})
+	id := n.send(n.a, "first")
+	n.until(time.Minute, "delivery", func() bool { return n.a.state(id) == Delivered })
+	if n.a.last(t, "bob") != (Addr{"tor", "bob.onion"}) {
+		t.Fatalf("last %v", n.a.last(t, "bob"))
+	}
+	state := n.a.e.State()
+	e, err := New(fixedIdentity(t, 1), Config{}, state, n.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if err := e.AddLink("radio", UDP); err != nil {
+		t.Fatal(err)
+	}
+	n.a.e = e
+	torBefore := len(n.a.sent["tor"])
+	id = n.send(n.a, "second, by radio")
+	n.until(time.Minute, "delivery by radio", func() bool { return n.a.state(id) == Delivered })
+	if !n.b.got("second, by radio") || len(n.a.sent["tor"]) != torBefore {
+		t.Fatalf("not delivered by radio alone: %d packets for Tor", len(n.a.sent["tor"])-torBefore)
+	}
+}
