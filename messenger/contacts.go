@@ -26,6 +26,7 @@ type contact struct {
 	// (Unreachable), for the reason of a message that fails.
 	unreachable string
 	hw          uint64 // highest message 1 timestamp accepted from it
+	hw2         uint64 // highest message 2 timestamp accepted from it
 	added       time.Time
 
 	current   *session   // confirmed, used to send
@@ -34,7 +35,7 @@ type contact struct {
 	pending   *handshake
 
 	queue     []*outMsg
-	delivered map[msgID]time.Time
+	delivered map[msgID]delivered
 	partial   map[msgID]*partialMsg
 	acks      map[msgID]*ackDue
 	nextHS    time.Time // no new handshake before this (backoff)
@@ -133,13 +134,13 @@ func (e *Engine) AddContact(name string, card []byte, replace bool) (Import, err
 		fallthrough
 	default:
 		nc := &contact{name: name, card: c, id: id, added: e.now, slot: -1,
-			delivered: map[msgID]time.Time{}, partial: map[msgID]*partialMsg{}, acks: map[msgID]*ackDue{}}
+			delivered: map[msgID]delivered{}, partial: map[msgID]*partialMsg{}, acks: map[msgID]*ackDue{}}
 		e.contacts[name] = nc
 		e.index(nc)
 		e.responder.Allow(c.DHKeys()...)
 	}
 	e.touch(e.contacts[name])
-	e.dirty = true
+	e.changed(0)
 	res.ContactInfo = e.contacts[name].info()
 	return res, nil
 }
@@ -164,7 +165,7 @@ func (e *Engine) RemoveContact(name string) error {
 	e.unschedule(c)
 	delete(e.contacts, name)
 	e.updateAllowed()
-	e.dirty = true
+	e.changed(0)
 	return nil
 }
 
@@ -207,7 +208,8 @@ func (e *Engine) VerifyContact(name, typed string) error {
 		return fmt.Errorf("verify %s: %w", name, ErrFingerprint)
 	}
 	if !c.verified {
-		c.verified, e.dirty = true, true
+		c.verified = true
+		e.changed(0)
 	}
 	return nil
 }
@@ -225,7 +227,7 @@ func (e *Engine) SetContactAddrs(name string, addrs ...Addr) error {
 		}
 	}
 	e.setAddrs(c, slices.Clone(addrs))
-	e.dirty = true
+	e.changed(0)
 	e.touch(c)
 	e.pump()
 	return nil

@@ -52,7 +52,14 @@ type Engine struct {
 	nextID    MsgID
 	out       []Packet
 	events    []Event
-	dirty     bool
+	history   []Record
+
+	// durability (durable.go)
+	dirty                     bool
+	gen, encodedGen, savedGen uint64
+	saveAt                    time.Time
+	waiting                   map[*contact]bool
+	held                      []heldEvent
 
 	sched        schedule // contacts by next deadline
 	touched      map[*contact]bool
@@ -93,7 +100,8 @@ func New(id keystore.Identity, cfg Config, state []byte, now time.Time) (*Engine
 		contacts: map[string]*contact{}, demux: core.NewDemux(), sessions: map[*core.Session]*session{},
 		byHint: map[uint32]*handshake{}, answered: map[[32]byte]*answer{}, strangers: map[string]time.Time{},
 		touched: map[*contact]bool{}, dhIndex: map[keystore.PublicKey]*contact{}, byLast: map[Addr]*contact{},
-		byAddr: map[Addr][]*contact{},
+		byAddr:  map[Addr][]*contact{},
+		waiting: map[*contact]bool{},
 	}
 	e.responder = core.NewResponder(id, e.coreConfig(e.myID))
 	if err := e.load(state); err != nil {
@@ -158,6 +166,8 @@ func (e *Engine) Send(now time.Time, name string, text []byte) (MsgID, error) {
 	e.nextID++
 	m := &outMsg{mid: e.nextID, c: c, text: slices.Clone(text), created: now, deadline: now.Add(e.profile(c).Deadline)}
 	c.queue = append(c.queue, m)
+	e.changed(0)
+	e.record(Record{Contact: name, Out: true, ID: m.mid, State: Queued, Text: slices.Clone(text), At: now})
 	e.emitEvent(Event{Kind: EventDelivery, Contact: name, ID: m.mid, State: Queued})
 	e.touch(c)
 	e.pump()
@@ -213,7 +223,7 @@ func (e *Engine) Unreachable(now time.Time, a Addr, why string) {
 			continue
 		}
 		e.setLast(c, Addr{})
-		e.dirty = true
+		e.background()
 		p := e.profile(c)
 		for _, m := range c.queue {
 			for i, pk := range m.pk {
@@ -258,7 +268,8 @@ func (e *Engine) emitEvent(ev Event) {
 // epoch, strictly above every one used before, even if the clock went back.
 func (e *Engine) nextTS() uint64 {
 	ts := max(uint64(max(e.now.UnixMilli(), 0)), e.lastTS+1)
-	e.lastTS, e.dirty = ts, true
+	e.lastTS = ts
+	e.background()
 	return ts
 }
 
@@ -339,7 +350,8 @@ func (e *Engine) onInit(from Addr, packet []byte) {
 		e.drop(from, c.name, "replayed or stale handshake")
 		return
 	}
-	c.hw, e.dirty = ts1, true
+	c.hw = ts1
+	e.background()
 	if c.pending != nil {
 		// Both ends initiated: the end with the lower identity keeps its
 		// own handshake, on both sides, so both end with one session.
@@ -471,7 +483,7 @@ func (e *Engine) sendHandshake(h *handshake) {
 			// Nothing answers where it was last heard: the next
 			// handshake goes to every configured address.
 			e.setLast(c, Addr{})
-			e.dirty = true
+			e.background()
 		}
 		return
 	}
@@ -527,17 +539,24 @@ func (e *Engine) onResponse(from Addr, packet []byte) {
 	}
 	e.abandon(h)
 	ts2, err := decodeResp(payload)
+	if err == nil && ts2 <= c.hw2 {
+		// Its epoch names the messages it sends in this session: one
+		// seen before would make new messages look like old ones.
+		err = fmt.Errorf("message 2 timestamp not above the last one (%w)", ErrProtocol)
+	}
 	if err != nil {
 		s.Close()
 		e.drop(Addr{}, c.name, err.Error())
 		return
 	}
+	c.hw2 = ts2
+	e.background()
 	c.hsDelay = 0
 	ss := e.newSession(c, s, true, h.ts, ts2)
 	ss.needConfirm = true
 	if from != c.last {
 		e.setLast(c, from)
-		e.dirty = true
+		e.background()
 		e.emitEvent(Event{Kind: EventAddress, Contact: c.name, From: from})
 	}
 	e.promote(c, ss)
@@ -555,11 +574,14 @@ func (e *Engine) promote(c *contact, s *session) {
 	s.confirmed = true
 	c.current = s
 	// The peer answers now: what it has not acknowledged goes again at
-	// once, under the new session, instead of waiting out its backoff.
+	// once, under the new session, instead of waiting out its backoff. A
+	// new session may mean the peer restarted and lost the fragments it
+	// acknowledged one by one (they are not saved): those go again too.
 	p := e.profile(c)
 	for _, m := range c.queue {
 		for i, pk := range m.pk {
-			if pk != nil && !m.acked[i] {
+			if pk != nil {
+				m.acked[i] = false
 				pk.next, pk.rto = e.now, p.RTO
 			}
 		}
@@ -624,7 +646,7 @@ func (e *Engine) onTransport(from Addr, packet []byte) {
 	}
 	if o.Newest && from != c.last && s == c.current {
 		e.setLast(c, from)
-		e.dirty = true
+		e.background()
 		e.emitEvent(Event{Kind: EventAddress, Contact: c.name, From: from})
 	}
 	f, err := decodeFrames(o.Plaintext)
@@ -737,9 +759,15 @@ func (e *Engine) drop(from Addr, contact, why string) {
 
 // Deadline is when the engine next needs Tick (the zero time: never).
 func (e *Engine) Deadline() time.Time {
+	if len(e.touched) > 0 { // restored from the state, not serviced yet
+		return e.now
+	}
 	d := e.answeredNext
 	if len(e.sched) > 0 && (d.IsZero() || e.sched[0].due.Before(d)) {
 		d = e.sched[0].due
+	}
+	if s := e.saveDeadline(); !s.IsZero() && (d.IsZero() || s.Before(d)) {
+		d = s
 	}
 	return d
 }
@@ -747,19 +775,6 @@ func (e *Engine) Deadline() time.Time {
 // answerKeep: how long a message 2 is kept for retransmissions of its
 // message 1.
 const answerKeep = 10 * time.Minute
-
-// State returns the engine's state to save.
-func (e *Engine) State() []byte { return e.save() }
-
-// Changed returns the state if it changed since the last call, for a host
-// that saves after every call: nothing is encoded when nothing changed.
-func (e *Engine) Changed() ([]byte, bool) {
-	if !e.dirty {
-		return nil, false
-	}
-	e.dirty = false
-	return e.save(), true
-}
 
 // Close wipes every session. The engine is unusable afterwards.
 func (e *Engine) Close() {
