@@ -139,6 +139,7 @@ enum lm_error {
 #define LM_MAX_PAYLOAD 65471       /* plaintext and lm_respond reply limit */
 #define LM_MAX_INIT_PAYLOAD 65437  /* lm_initiate payload limit */
 #define LM_MAX_OVERHEAD 21         /* lm_encrypt_size(n) == n + LM_MAX_OVERHEAD */
+#define LM_SEAL_MAX_OVERHEAD 87    /* lm_seal output <= data_len + this (71 with X25519) */
 
 /* Messenger engine types (see "Messenger engine" below). */
 /* Link profiles (lm_engine_add_link): sizes and timers. */
@@ -321,6 +322,36 @@ int lm_verify(const uint8_t *public_key, size_t public_key_len, const uint8_t *m
 
 /* Closes the identity handle and wipes what it holds. */
 int lm_identity_close(uint64_t identity);
+
+/* ---- Sealed data ---------------------------------------------------------- */
+
+/* Sealing keeps a host's secrets at rest (a key it must keep, such as an
+ * onion service's) so that only this identity opens them, wherever its key
+ * is held: HPKE (RFC 9180) base mode to the identity's own static DH key,
+ * X25519 when it has one, else P-256, the format of the engine's sealed
+ * state (docs/STORAGE.md). Sealing needs only the public key (no token or
+ * TPM operation); opening costs one identity DH.
+ *
+ * purpose names what is sealed: 1-64 bytes of [a-z0-9._-] ("onion-key").
+ * What is sealed for one purpose opens for no other. Host purposes are a
+ * namespace of their own: lm_unseal never opens the library's own files
+ * (the engine's state), whatever the purpose.
+ *
+ * lm_seal writes data_len + at most LM_SEAL_MAX_OVERHEAD bytes (output
+ * buffer rule; the size needed is known before anything is encrypted).
+ * Every call seals afresh: the same data gives different bytes. */
+int lm_seal(uint64_t identity, const char *purpose, const uint8_t *data, size_t data_len, uint8_t *out,
+	    size_t *len);
+
+/* Opens what lm_seal wrote for this identity and purpose (output buffer
+ * rule: the size needed is read from the header, before the identity's key
+ * is used). LM_ERR_AUTH: sealed to another identity, for another purpose,
+ * or damaged (which cannot be told apart); LM_ERR_MALFORMED: not sealed
+ * data, or a damaged header; LM_ERR_PIN, LM_ERR_KEYSTORE: the identity's
+ * key holder failed. The output is the caller's to wipe (lm_secure_wipe);
+ * the library's own copy is wiped before the call returns. */
+int lm_unseal(uint64_t identity, const char *purpose, const uint8_t *sealed, size_t sealed_len, uint8_t *out,
+	      size_t *len);
 
 /* ---- Contact cards ------------------------------------------------------ */
 

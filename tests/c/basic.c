@@ -709,6 +709,44 @@ static void test_handshake_errors(uint64_t alice, uint64_t bob, uint64_t respond
 	CHECK(lm_responder_close(strict), LM_ERR_HANDLE);
 }
 
+/* Sealed data: opens only with the identity and purpose it was sealed for;
+ * sizes are reported before any work; damage is refused. */
+static void test_seal(uint64_t alice, uint64_t bob) {
+	static const uint8_t key[64] = "an onion service key, 64 bytes of it, for the sealing test....";
+	uint8_t sealed[64 + LM_SEAL_MAX_OVERHEAD], opened[80];
+	size_t n = 0, m = sizeof opened;
+	CHECK(lm_seal(alice, "onion-key", key, sizeof key, NULL, &n), LM_ERR_BUFFER_TOO_SMALL);
+	REQUIRE(n > sizeof key && n <= sizeof sealed);
+	n = sizeof sealed;
+	OK(lm_seal(alice, "onion-key", key, sizeof key, sealed, &n));
+	for (size_t i = 0; i + 16 <= n; i++)
+		REQUIRE(memcmp(sealed + i, key, 16) != 0);
+	size_t need = 0;
+	CHECK(lm_unseal(alice, "onion-key", sealed, n, NULL, &need), LM_ERR_BUFFER_TOO_SMALL);
+	REQUIRE(need == sizeof key);
+	OK(lm_unseal(alice, "onion-key", sealed, n, opened, &m));
+	REQUIRE(m == sizeof key && memcmp(opened, key, m) == 0);
+	lm_secure_wipe(opened, sizeof opened);
+	m = sizeof opened;
+	CHECK(lm_unseal(bob, "onion-key", sealed, n, opened, &m), LM_ERR_AUTH);
+	CHECK(lm_unseal(alice, "other", sealed, n, opened, &m), LM_ERR_AUTH);
+	CHECK(lm_unseal(alice, "state", sealed, n, opened, &m), LM_ERR_AUTH);
+	REQUIRE(m == sizeof opened); /* unchanged on error */
+	sealed[n - 1] ^= 1;
+	CHECK(lm_unseal(alice, "onion-key", sealed, n, opened, &m), LM_ERR_AUTH);
+	sealed[n - 1] ^= 1;
+	sealed[0] ^= 1;
+	CHECK(lm_unseal(alice, "onion-key", sealed, n, opened, &m), LM_ERR_MALFORMED);
+	sealed[0] ^= 1;
+	CHECK(lm_unseal(alice, "onion-key", sealed, 20, opened, &m), LM_ERR_MALFORMED);
+	CHECK(lm_seal(alice, "Onion Key", key, sizeof key, sealed, &n), LM_ERR_INVALID_ARG);
+	CHECK(lm_seal(alice, "", key, sizeof key, sealed, &n), LM_ERR_INVALID_ARG);
+	CHECK(lm_seal(alice, NULL, key, sizeof key, sealed, &n), LM_ERR_INVALID_ARG);
+	CHECK(lm_seal(alice, "onion-key", NULL, 5, sealed, &n), LM_ERR_INVALID_ARG);
+	CHECK(lm_seal(alice + 1000, "onion-key", key, sizeof key, sealed, &n), LM_ERR_HANDLE);
+	CHECK(lm_unseal(alice, "onion-key", sealed, n, opened, NULL), LM_ERR_INVALID_ARG);
+}
+
 int main(int argc, char **argv) {
 	if (argc != 2) {
 		fprintf(stderr, "usage: basic DIR\n");
@@ -718,6 +756,7 @@ int main(int argc, char **argv) {
 	uint64_t alice = 0, bob = 0;
 	test_keystore(argv[1], &alice, &bob);
 	test_identity(alice);
+	test_seal(alice, bob);
 	uint64_t ca, cb;
 	test_cards(alice, bob, &ca, &cb);
 
