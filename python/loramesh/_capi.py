@@ -282,6 +282,46 @@ def verify(public_key, msg, sig) -> None:
     check(lib().lm_verify(_ptr(k), kn, _ptr(m), mn, _ptr(s), sn), "lm_verify")
 
 
+def _purpose(p: str) -> bytes:
+    if not isinstance(p, str) or not p or len(p) > 64 or any(c not in "abcdefghijklmnopqrstuvwxyz0123456789._-" for c in p):
+        raise InvalidArgumentError("a sealing purpose is 1-64 characters of [a-z0-9._-]")
+    return p.encode("ascii")
+
+
+def seal(ident: int, purpose: str, data) -> bytes:
+    """data sealed to the identity for purpose. data may be a bytearray
+    holding a secret: it is read in place (no copy is made here)."""
+    pp = _purpose(purpose)
+    arr, n = _in(data)
+    return _bytes_out("lm_seal", lambda b, l: lib().lm_seal(ident, pp, _ptr(arr), n, b[0], l[0]),
+                      [n + _lib.SEAL_MAX_OVERHEAD])[0]
+
+
+def unseal(ident: int, purpose: str, sealed) -> bytearray:
+    """What seal() sealed, as a bytearray the caller wipes (secure_wipe).
+    The plaintext is written by the library straight into that bytearray:
+    it is sized first (from the header, without using the key), so there
+    is no intermediate copy to forget."""
+    pp = _purpose(purpose)
+    arr, n = _in(sealed)
+    need = c_size_t(0)
+    rc = lib().lm_unseal(ident, pp, _ptr(arr), n, None, byref(need))
+    if rc != ERR_BUFFER_TOO_SMALL:
+        check(rc, "lm_unseal")
+    out = bytearray(need.value)
+    got = c_size_t(need.value)
+    view = (ctypes.c_uint8 * len(out)).from_buffer(out) if out else None
+    try:
+        rc = lib().lm_unseal(ident, pp, _ptr(arr), n, _ptr(view), byref(got))
+    finally:
+        del view
+    if rc != 0 or got.value != len(out):
+        secure_wipe(out)
+        check(rc, "lm_unseal")
+        raise LoraMeshError("lm_unseal: %d bytes, expected %d" % (got.value, len(out)))
+    return out
+
+
 def identity_close(ident: int) -> None:
     check(lib().lm_identity_close(ident), "lm_identity_close")
 

@@ -32,6 +32,7 @@ HASH_SIZE = 32
 MAX_PAYLOAD = 65471       # plaintext and lm_respond reply limit
 MAX_INIT_PAYLOAD = 65437  # lm_initiate payload limit
 MAX_OVERHEAD = 21
+SEAL_MAX_OVERHEAD = 87      # lm_seal output <= data + this
 ERR_BUFFER_TOO_SMALL = 2
 # Messenger engine
 LINK_LORA, LINK_UDP, LINK_STREAM = 1, 2, 3
@@ -87,6 +88,8 @@ SIGNATURES = {
     "lm_identity_sign": (c_int, [c_uint64, u8p, c_size_t, u8p, sizep]),
     "lm_verify": (c_int, [u8p, c_size_t, u8p, c_size_t, u8p, c_size_t]),
     "lm_identity_close": (c_int, [c_uint64]),
+    "lm_seal": (c_int, [c_uint64, c_char_p, u8p, c_size_t, u8p, sizep]),
+    "lm_unseal": (c_int, [c_uint64, c_char_p, u8p, c_size_t, u8p, sizep]),
     "lm_card_create": (c_int, [c_uint64, c_char_p, u8p, sizep]),
     "lm_card_create_with": (c_int, [c_uint64, c_char_p, c_char_p, u8p, sizep]),
     "lm_onion_check": (c_int, [c_char_p]),
@@ -117,6 +120,8 @@ SIGNATURES = {
     "lm_engine_open": (c_int, [c_uint64, c_char_p, c_int64, u64p]),
     "lm_engine_add_link": (c_int, [c_uint64, c_char_p, c_int, c_uint32]),
     "lm_engine_close": (c_int, [c_uint64]),
+    "lm_engine_set_history": (c_int, [c_uint64, c_uint32, c_int64]),
+    "lm_engine_history": (c_int, [c_uint64, c_uint64, POINTER(Event), u8p, sizep, intp]),
     "lm_engine_contact_add": (c_int, [c_uint64, c_char_p, u8p, c_size_t, c_uint32, intp]),
     "lm_engine_contact_remove": (c_int, [c_uint64, c_char_p]),
     "lm_engine_contact_verify": (c_int, [c_uint64, c_char_p, c_char_p]),

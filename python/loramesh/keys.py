@@ -147,6 +147,18 @@ class IdentityKey(_Handle):
             return _capi.card_create_with(self.handle, name, onion)
         return _capi.card_create(self.handle, name)
 
+    def seal(self, purpose: str, data) -> bytes:
+        """data sealed to this identity for purpose (lm_seal): only this
+        identity opens it, and only for the same purpose."""
+        return _capi.seal(self.handle, purpose, data)
+
+    def unseal(self, purpose: str, sealed) -> bytearray:
+        """Opens what seal() made: a bytearray the caller wipes
+        (secure_wipe). AuthenticationError when it was sealed to another
+        identity or purpose, or damaged; MalformedError when it is not
+        sealed data at all."""
+        return _capi.unseal(self.handle, purpose, sealed)
+
     def responder(self) -> "Responder":
         """The identity's shared responder (remembers answered handshakes so
         a replay raises ReplayError)."""
