@@ -59,10 +59,11 @@ pytest: lib
 		LORAMESH_LIB=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/python $(PYTHON) -m pytest -q python/tests; \
 	fi
 
-# The onion link on a private Tor network, in a network namespace of its own
-# (tests/tor/README.md). Needs root, or unprivileged user namespaces.
-tortest: deps
-	$(PYTHON) tests/tor/run.py -q
+# The onion link and two daemons on a private Tor network, in a network
+# namespace of its own (tests/tor/README.md). Needs root, or unprivileged
+# user namespaces.
+tortest: deps lib
+	LORAMESH_LIB=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/python $(PYTHON) tests/tor/run.py -q
 
 run: deps lib
 	@if [ -x tests/run_demo.sh ]; then tests/run_demo.sh; else $(GO) run ./cmd/demo; fi

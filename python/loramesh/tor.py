@@ -1155,6 +1155,7 @@ LinkEvent.__doc__ = """Something that happened on an OnionLink, from events():
 kind "connected" (outbound stream open), "unreachable" (an outbound connect
 failed: reason says why; ``dropped`` packets queued for it were discarded),
 "closed" (a connection ended; ``dropped`` packets were not fully written),
+"idle" (closed after idle_timeout without traffic: nothing failed),
 "published" (our onion service was (re)added to tor)."""
 
 _CONNECTING, _SOCKS_METHOD, _SOCKS_REPLY, _OPEN = range(4)
@@ -1577,10 +1578,10 @@ class OnionLink:
             return self._fail(conn, reason)
         return self._close(conn, reason)
 
-    def _close(self, conn, reason):
+    def _close(self, conn, reason, kind="closed"):
         log.debug("connection %s closed (fd %d): %s", conn.addr, conn.sock.fileno(), reason)
         self._drop(conn)
-        self._events.append(LinkEvent("closed", conn.addr, reason, len(conn.frames)))
+        self._events.append(LinkEvent(kind, conn.addr, reason, len(conn.frames)))
         return False
 
     def _drop(self, conn):
@@ -1607,7 +1608,7 @@ class OnionLink:
             if conn.deadline is not None and now > conn.deadline:
                 self._fail(conn, "no connection through tor within %g s" % self.connect_timeout, new_route=True)
             elif conn.state == _OPEN and not conn.frames and now - conn.last > self.idle_timeout:
-                self._close(conn, "idle for %g s" % self.idle_timeout)
+                self._close(conn, "idle for %g s" % self.idle_timeout, kind="idle")
         for onion in [o for o, b in self._backoff.items() if b[0] + self.max_retry_delay < now]:
             del self._backoff[onion]  # long past: forget it, so the table stays small
 

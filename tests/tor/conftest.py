@@ -1,6 +1,7 @@
 import os
 import shutil
 import sys
+import time
 
 import pytest
 
@@ -27,3 +28,17 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line("%6.2f  %s" % (s, what))
         for note in testnet.NOTES:
             terminalreporter.write_line("        " + note)
+
+
+@pytest.fixture(scope="session")
+def net(tmp_path_factory):
+    """The private Tor network, shared by every test of the session."""
+    n = testnet.TorNet(str(tmp_path_factory.mktemp("tornet")), relays=2)
+    t = time.monotonic()
+    n.build()
+    testnet.TIMES["network keys"] = time.monotonic() - t
+    try:
+        testnet.TIMES["network consensus (all relays listed)"] = n.start(timeout=90)
+        yield n
+    finally:
+        n.stop()

@@ -69,19 +69,6 @@ def test_onion_address_matches_tor(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    n = testnet.TorNet(str(tmp_path_factory.mktemp("tornet")), relays=2)
-    t = time.monotonic()
-    n.build()
-    TIMES["network keys"] = time.monotonic() - t
-    try:
-        TIMES["network consensus (all relays listed)"] = n.start(timeout=90)
-        yield n
-    finally:
-        n.stop()
-
-
-@pytest.fixture(scope="module")
 def tors(net, tmp_path_factory):
     root = tmp_path_factory.mktemp("clients")
     ts = [TorProcess(str(root / name), net.client_config(), restart_delay=0.5) for name in ("alice", "bob")]
