@@ -151,6 +151,8 @@ def test_cards_carry_onion_addresses(nodes, tmp_path):
         st = me.status()
         onion = st["tor"]["onion"]
         assert onion.endswith(".onion") and st["links"]["tor"] == onion
+        shown = me.cli("status").stdout
+        assert "bootstrapped 100%" in shown and "onion: %s" % onion in shown, shown
         card = str(tmp_path / (me.name + ".card"))
         me.cli("card", "-o", card)
         with open(card, "rb") as f, ContactCard(f.read()) as c:
