@@ -8,7 +8,7 @@ export GOEXPERIMENT := runtimesecret
 export LORAMESH_REQUIRE_ERASURE := 1
 # Debian's interpreter, which has python3-pytest (the default python3 may not).
 PYTHON ?= /usr/bin/python3
-DEBS := softhsm2 opensc swtpm swtpm-tools tpm2-tools tpm2-openssl python3-pytest python3-serial python3-setuptools gcc libc6-dev python3-wheel python3-venv socat
+DEBS := softhsm2 opensc swtpm swtpm-tools tpm2-tools tpm2-openssl python3-pytest python3-serial python3-setuptools gcc libc6-dev python3-wheel python3-venv socat tor
 FUZZTIME ?= 3s
 LIB := build/libloramesh.so
 VERSION := $(shell sed -n 's/^const Version = "\(.*\)"/\1/p' capi/main.go)
@@ -29,7 +29,7 @@ CROSS_DEBS := gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cros
 	qemu-user-static pkgconf
 CROSS_OUT := $(foreach a,$(CROSS_ARCHES),$(addprefix build/linux-$(a)/,libloramesh.so libloramesh.a loramesh.h loramesh.pc loramesh-static.pc))
 
-.PHONY: all build lib deps test gotest pytest fuzz run bench vet clean cross cross-deps crosstest sysroots
+.PHONY: all build lib deps test gotest pytest tortest fuzz run bench vet clean cross cross-deps crosstest sysroots
 
 all: build lib
 
@@ -56,7 +56,7 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt: $$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
 
-test: deps vet lib gotest fuzz pytest crosstest
+test: deps vet lib gotest fuzz pytest tortest crosstest
 
 gotest:
 	$(GO) test -race -count=1 ./...
@@ -75,6 +75,12 @@ pytest: lib
 		echo "pytest with $(PYTHON) ($$($(PYTHON) --version))"; \
 		LORAMESH_LIB=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/python $(PYTHON) -m pytest -q python/tests; \
 	fi
+
+# The onion link and two daemons on a private Tor network, in a network
+# namespace of its own (tests/tor/README.md). Needs root, or unprivileged
+# user namespaces.
+tortest: deps lib
+	LORAMESH_LIB=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/python $(PYTHON) tests/tor/run.py -q
 
 run: deps lib
 	@if [ -x tests/run_demo.sh ]; then tests/run_demo.sh; else $(GO) run ./cmd/demo; fi

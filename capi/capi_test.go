@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/internal/seal"
 	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 	"github.com/loramesh/loramesh-core/keystore/memory"
@@ -78,6 +79,9 @@ func TestCodesMatchHeader(t *testing.T) {
 	}
 	if macro("LM_MAX_INIT_PAYLOAD") != maxInitPayload {
 		t.Error("LM_MAX_INIT_PAYLOAD differs")
+	}
+	if n, _ := seal.Size(keystore.P256, 0); macro("LM_SEAL_MAX_OVERHEAD") != n {
+		t.Errorf("LM_SEAL_MAX_OVERHEAD: %d", n)
 	}
 	if macro("LM_SEED_SIZE") != memory.SeedSize {
 		t.Error("LM_SEED_SIZE differs")

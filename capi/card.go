@@ -29,6 +29,40 @@ func lm_card_create(h C.uint64_t, name *C.char, buf *C.uint8_t, n *C.size_t) (rc
 	})
 }
 
+//export lm_card_create_with
+func lm_card_create_with(h C.uint64_t, name, onion *C.char, buf *C.uint8_t, n *C.size_t) (rc C.int) {
+	defer guard(&rc)
+	nm, good := goString(name)
+	if !good {
+		return failf(errInvalidArg, "lm_card_create_with: NULL name")
+	}
+	o, _ := goString(onion) // NULL: none
+	return getBytes("lm_card_create_with", h, kindIdentity, buf, n, func(id keystore.Identity) ([]byte, error) {
+		return core.NewCardWith(id, nm, core.CardOptions{Onion: o})
+	})
+}
+
+//export lm_card_onion
+func lm_card_onion(h C.uint64_t, buf *C.char, n *C.size_t) (rc C.int) {
+	defer guard(&rc)
+	return getString("lm_card_onion", h, kindCard, buf, n, func(c *core.Card) (string, error) {
+		return c.Onion(), nil
+	})
+}
+
+//export lm_onion_check
+func lm_onion_check(addr *C.char) (rc C.int) {
+	defer guard(&rc)
+	a, good := goString(addr)
+	if !good {
+		return failf(errInvalidArg, "lm_onion_check: NULL address")
+	}
+	if err := core.CheckOnion(a); err != nil {
+		return fail(err, errMalformed)
+	}
+	return ok
+}
+
 //export lm_card_parse
 func lm_card_parse(card *C.uint8_t, n C.size_t, h *C.uint64_t) (rc C.int) {
 	defer guard(&rc)

@@ -290,6 +290,98 @@ func lm_engine_contact_set_addr(h C.uint64_t, name, link, addr *C.char) (rc C.in
 	})
 }
 
+// maxAddrs bounds the addresses one contact may be configured with.
+const maxAddrs = 16
+
+//export lm_engine_contact_set_addrs
+func lm_engine_contact_set_addrs(h C.uint64_t, name *C.char, links, addrs **C.char, n C.size_t) (rc C.int) {
+	defer guard(&rc)
+	const fn = "lm_engine_contact_set_addrs"
+	nm, good := goString(name)
+	if !good || (n > 0 && (links == nil || addrs == nil)) {
+		return failf(errInvalidArg, "%s: NULL argument", fn)
+	}
+	if n > maxAddrs {
+		return failf(errInvalidArg, "%s: %d addresses, at most %d", fn, n, maxAddrs)
+	}
+	var as []messenger.Addr
+	if n > 0 {
+		ls, ad := unsafe.Slice(links, n), unsafe.Slice(addrs, n)
+		for i := range ls {
+			a, rc := addrArgs(fn, ls[i], ad[i])
+			if rc != ok {
+				return rc
+			}
+			as = append(as, a)
+		}
+	}
+	return withEngine(fn, h, func(en *engine) C.int {
+		if err := en.e.SetContactAddrs(nm, as...); err != nil {
+			return fail(err, errInvalidArg)
+		}
+		return ok
+	})
+}
+
+// lm_engine_contact_addrs lists a contact's configured addresses, a line
+// each: link, a tab, address.
+//
+//export lm_engine_contact_addrs
+func lm_engine_contact_addrs(h C.uint64_t, name *C.char, buf *C.char, n *C.size_t) (rc C.int) {
+	defer guard(&rc)
+	const fn = "lm_engine_contact_addrs"
+	nm, good := goString(name)
+	o := outStr(buf, n)
+	if !good || !o.valid() {
+		return failf(errInvalidArg, "%s: NULL argument", fn)
+	}
+	return withEngine(fn, h, func(en *engine) C.int {
+		c, err := en.e.Contact(nm)
+		if err != nil {
+			return fail(err, errNotFound)
+		}
+		var b strings.Builder
+		for _, a := range c.Addrs {
+			fmt.Fprintf(&b, "%s\t%s\n", a.Link, a.Addr)
+		}
+		return simpleString(fn, o, b.String())
+	})
+}
+
+//export lm_engine_unreachable
+func lm_engine_unreachable(h C.uint64_t, now C.int64_t, link, addr, reason *C.char) (rc C.int) {
+	defer guard(&rc)
+	const fn = "lm_engine_unreachable"
+	a, rc := addrArgs(fn, link, addr)
+	if rc != ok {
+		return rc
+	}
+	why, good := goString(reason)
+	if !good || !printable(why, 1024) {
+		return failf(errInvalidArg, "%s: NULL reason, or not printable ASCII of at most 1024 bytes", fn)
+	}
+	return withEngine(fn, h, func(en *engine) C.int {
+		en.e.Unreachable(msTime(now), a, why)
+		return ok
+	})
+}
+
+//export lm_engine_link_deadline
+func lm_engine_link_deadline(h C.uint64_t, link *C.char, deadline C.int64_t) (rc C.int) {
+	defer guard(&rc)
+	const fn = "lm_engine_link_deadline"
+	l, good := goString(link)
+	if !good {
+		return failf(errInvalidArg, "%s: NULL link", fn)
+	}
+	return withEngine(fn, h, func(en *engine) C.int {
+		if err := en.e.SetLinkDeadline(l, time.Duration(deadline)*time.Millisecond); err != nil {
+			return fail(err, errInvalidArg)
+		}
+		return ok
+	})
+}
+
 // lm_engine_contacts lists contacts, a line each, fields separated by tabs:
 // name, display name, fingerprint, verified, session, queued, last link, last
 // address. Display names are printable text without tabs or newlines (cards

@@ -139,6 +139,7 @@ enum lm_error {
 #define LM_MAX_PAYLOAD 65471       /* plaintext and lm_respond reply limit */
 #define LM_MAX_INIT_PAYLOAD 65437  /* lm_initiate payload limit */
 #define LM_MAX_OVERHEAD 21         /* lm_encrypt_size(n) == n + LM_MAX_OVERHEAD */
+#define LM_SEAL_MAX_OVERHEAD 87    /* lm_seal output <= data_len + this (71 with X25519) */
 
 /* Feature bits (lm_features): what this build of the library guarantees
  * about the secrets it handles. Check them at start-up; README.md
@@ -346,11 +347,52 @@ int lm_verify(const uint8_t *public_key, size_t public_key_len, const uint8_t *m
 /* Closes the identity handle and wipes what it holds. */
 int lm_identity_close(uint64_t identity);
 
+/* ---- Sealed data ---------------------------------------------------------- */
+
+/* Sealing keeps a host's secrets at rest (a key it must keep, such as an
+ * onion service's) so that only this identity opens them, wherever its key
+ * is held: HPKE (RFC 9180) base mode to the identity's own static DH key,
+ * X25519 when it has one, else P-256, the format of the engine's sealed
+ * state (docs/STORAGE.md). Sealing needs only the public key (no token or
+ * TPM operation); opening costs one identity DH.
+ *
+ * purpose names what is sealed: 1-64 bytes of [a-z0-9._-] ("onion-key").
+ * What is sealed for one purpose opens for no other. Host purposes are a
+ * namespace of their own: lm_unseal never opens the library's own files
+ * (the engine's state), whatever the purpose.
+ *
+ * lm_seal writes data_len + at most LM_SEAL_MAX_OVERHEAD bytes (output
+ * buffer rule; the size needed is known before anything is encrypted).
+ * Every call seals afresh: the same data gives different bytes. */
+int lm_seal(uint64_t identity, const char *purpose, const uint8_t *data, size_t data_len, uint8_t *out,
+	    size_t *len);
+
+/* Opens what lm_seal wrote for this identity and purpose (output buffer
+ * rule: the size needed is read from the header, before the identity's key
+ * is used). LM_ERR_AUTH: sealed to another identity, for another purpose,
+ * or damaged (which cannot be told apart); LM_ERR_MALFORMED: not sealed
+ * data, or a damaged header; LM_ERR_PIN, LM_ERR_KEYSTORE: the identity's
+ * key holder failed. The output is the caller's to wipe (lm_secure_wipe);
+ * the library's own copy is wiped before the call returns. */
+int lm_unseal(uint64_t identity, const char *purpose, const uint8_t *sealed, size_t sealed_len, uint8_t *out,
+	      size_t *len);
+
 /* ---- Contact cards ------------------------------------------------------ */
 
 /* Creates the identity's signed contact card under display name (1-64 bytes
  * of printable UTF-8): the bytes to hand to a contact. */
 int lm_card_create(uint64_t identity, const char *name, uint8_t *out, size_t *len);
+
+/* lm_card_create with the optional fields: onion, a v3 onion address where
+ * the node is reached over Tor (lm_onion_check), or NULL or "" for none.
+ * LM_ERR_BAD_CARD for an invalid address. */
+int lm_card_create_with(uint64_t identity, const char *name, const char *onion, uint8_t *out, size_t *len);
+
+/* LM_OK if addr is a v3 onion address exactly as tor writes it: 56
+ * lower-case base32 characters and ".onion", version 3, a matching
+ * checksum, a valid Ed25519 key (docs/PROTOCOL.md §5); LM_ERR_MALFORMED
+ * otherwise. */
+int lm_onion_check(const char *addr);
 
 /* Verifies card bytes (signature, canonical encoding, keys) and returns a
  * card handle. LM_ERR_BAD_CARD if anything is wrong. */
@@ -365,6 +407,10 @@ int lm_card_name(uint64_t card, char *buf, size_t *len);
 
 /* The card's signing public key (32 or 33 bytes, see lm_verify). */
 int lm_card_signing_key(uint64_t card, uint8_t *out, size_t *len);
+
+/* The card's onion address (NUL terminated), "" if it has none. Parsing
+ * checked it like lm_onion_check. */
+int lm_card_onion(uint64_t card, char *buf, size_t *len);
 
 /* The card's DH key for suite; LM_ERR_UNSUPPORTED if it has none. */
 int lm_card_dh_key(uint64_t card, int suite, uint8_t *out, size_t *len);
@@ -536,6 +582,17 @@ int lm_engine_contact_remove(uint64_t engine, const char *name);
 int lm_engine_contact_verify(uint64_t engine, const char *name, const char *fingerprint);
 /* Where the contact is first sent to, until it answers from somewhere. */
 int lm_engine_contact_set_addr(uint64_t engine, const char *name, const char *link, const char *addr);
+/* Every address the contact may be reached at (n pairs, at most 16; n = 0
+ * clears them), e.g. its radio and its onion service. The contact is then
+ * sent to where it last answered from (learned from its authenticated
+ * packets and from message 2 of a handshake), and falls back to these: a
+ * handshake goes to all of them when the last address fails
+ * (lm_engine_unreachable) or stops answering. Fragments are sized for the
+ * smallest frame among them, so a message fits the link it falls back to. */
+int lm_engine_contact_set_addrs(uint64_t engine, const char *name, const char *const *links,
+				const char *const *addrs, size_t n);
+/* A contact's configured addresses, a line each: link, a tab, address. */
+int lm_engine_contact_addrs(uint64_t engine, const char *name, char *buf, size_t *len);
 /* Every contact, a line each, tab-separated: name, display name, fingerprint,
  * verified (0/1), session (0/1), messages queued, last link, last address.
  * Display names are the contact's own text: escape them when shown. */
@@ -552,6 +609,18 @@ int lm_engine_send(uint64_t engine, int64_t now_ms, const char *contact, const u
  * what the packet holds: a bad packet is dropped (LM_EVENT_DROPPED at most). */
 int lm_engine_receive(uint64_t engine, int64_t now_ms, const char *link, const char *addr,
 		      const uint8_t *packet, size_t len);
+/* The host could not deliver to link/addr: a connection refused or lost, an
+ * onion service not found. reason (printable ASCII, at most 1024 bytes; no
+ * secrets: it is saved in failure reasons) is given in the reason of a
+ * message that later fails. A contact last heard there falls back to its
+ * configured addresses at once. Call it once per failure, not for every
+ * packet refused while the host backs off; radio addresses ("") are
+ * ignored. */
+int lm_engine_unreachable(uint64_t engine, int64_t now_ms, const char *link, const char *addr, const char *reason);
+/* How long a message to a contact reached on link waits for delivery before
+ * it fails (the profile's deadline otherwise), for messages sent from now
+ * on; deadline_ms > 0. */
+int lm_engine_link_deadline(uint64_t engine, const char *link, int64_t deadline_ms);
 /* Runs the engine's timers. */
 int lm_engine_tick(uint64_t engine, int64_t now_ms);
 /* When to call lm_engine_tick next, in ms since the epoch: 0 if packets or

@@ -10,9 +10,10 @@ import (
 	"github.com/loramesh/loramesh-core/keystore"
 )
 
-// A contact card binds a display name, a signing key and one DH key per
-// suite, signed by the signing key: [5, body, signature] where body is the
-// canonical CBOR map below and the signature covers cardContext || body.
+// A contact card binds a display name, a signing key, one DH key per suite
+// and optionally an onion address, signed by the signing key: [5, body,
+// signature] where body is the canonical CBOR map below and the signature
+// covers cardContext || body.
 
 type cardBody struct {
 	Version    int              `cbor:"1,keyasint"`
@@ -20,6 +21,7 @@ type cardBody struct {
 	SigAlg     int              `cbor:"3,keyasint"`
 	SigningKey []byte           `cbor:"4,keyasint"`
 	DH         map[uint8][]byte `cbor:"5,keyasint"`
+	Onion      string           `cbor:"6,keyasint,omitempty"` // absent: not reachable over Tor
 }
 
 type cardPacket struct {
@@ -31,10 +33,11 @@ type cardPacket struct {
 
 // Card is a verified contact card.
 type Card struct {
-	Name string
-	key  SigningKey
-	dh   map[keystore.Suite]keystore.PublicKey
-	raw  []byte
+	Name  string
+	key   SigningKey
+	dh    map[keystore.Suite]keystore.PublicKey
+	onion string
+	raw   []byte
 }
 
 const maxName = 64
@@ -49,8 +52,23 @@ func validName(n string) bool {
 	return strings.IndexFunc(n, func(r rune) bool { return !unicode.IsPrint(r) }) < 0
 }
 
+// CardOptions are a card's optional fields.
+type CardOptions struct {
+	Onion string // a v3 onion address (CheckOnion) where the node listens over Tor
+}
+
 // NewCard creates and signs id's card under name.
 func NewCard(id keystore.Identity, name string) ([]byte, error) {
+	return NewCardWith(id, name, CardOptions{})
+}
+
+// NewCardWith creates and signs id's card under name with optional fields.
+func NewCardWith(id keystore.Identity, name string, opt CardOptions) ([]byte, error) {
+	if opt.Onion != "" {
+		if err := CheckOnion(opt.Onion); err != nil {
+			return nil, fmt.Errorf("card: %w: %w", ErrBadCard, err)
+		}
+	}
 	if !validName(name) {
 		return nil, fmt.Errorf("card: name must be 1-%d bytes of printable UTF-8: %w", maxName, ErrBadCard)
 	}
@@ -58,7 +76,7 @@ func NewCard(id keystore.Identity, name string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("card: %w", err)
 	}
-	b := cardBody{Version: 1, Name: name, SigAlg: key.alg, SigningKey: key.b, DH: map[uint8][]byte{}}
+	b := cardBody{Version: 1, Name: name, SigAlg: key.alg, SigningKey: key.b, DH: map[uint8][]byte{}, Onion: opt.Onion}
 	for _, s := range id.Suites() {
 		k, err := id.DHPublic(s)
 		if err != nil {
@@ -107,7 +125,12 @@ func ParseCard(b []byte) (*Card, error) {
 	if !key.verify(cardContext, p.Body, p.Sig) {
 		return nil, fmt.Errorf("%w: bad signature", ErrBadCard)
 	}
-	c := &Card{Name: body.Name, key: key, dh: map[keystore.Suite]keystore.PublicKey{}, raw: bytes.Clone(b)}
+	if body.Onion != "" {
+		if err := CheckOnion(body.Onion); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadCard, err)
+		}
+	}
+	c := &Card{Name: body.Name, key: key, dh: map[keystore.Suite]keystore.PublicKey{}, onion: body.Onion, raw: bytes.Clone(b)}
 	if len(body.DH) == 0 {
 		return nil, fmt.Errorf("%w: no DH keys", ErrBadCard)
 	}
@@ -132,6 +155,10 @@ func (c *Card) DHKey(s keystore.Suite) (keystore.PublicKey, bool) {
 	k, ok := c.dh[s]
 	return k, ok
 }
+
+// Onion is the card's v3 onion address ("....onion", checked by
+// CheckOnion), or "" if it has none.
+func (c *Card) Onion() string { return c.onion }
 
 // Fingerprint is the fingerprint of the card's signing key (see
 // SigningKey.Fingerprint).

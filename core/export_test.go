@@ -2,9 +2,13 @@ package core
 
 import (
 	"encoding/binary"
+	"testing"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/loramesh/loramesh-core/internal/prim"
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/loramesh/loramesh-core/keystore"
 )
 
 // Test hooks: raw packet framing and the Noise view of a fresh session.
@@ -38,4 +42,31 @@ func (s *Session) NoiseOpen(ct []byte) ([]byte, error) {
 	a, _ := chacha20poly1305.New(s.k.recv.ck.p[:])
 	n := prim.NoiseNonce(0)
 	return a.Open(nil, n[:], ct, nil)
+}
+
+// ResignCard returns card with body fields set (or added) and signed again by
+// id, so tests can make validly signed cards that break the body's rules.
+func ResignCard(t testing.TB, id keystore.Identity, card []byte, set map[int]any) []byte {
+	var p cardPacket
+	var body map[int]any
+	if err := cbor.Unmarshal(card, &p); err != nil {
+		t.Fatal(err)
+	}
+	if err := cbor.Unmarshal(p.Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range set {
+		body[k] = v
+	}
+	b, err := encMode.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := SigningKeyOf(id)
+	if p.Sig, err = sign(id, key.alg, cardContext, b); err != nil {
+		t.Fatal(err)
+	}
+	p.Body = b
+	out, _ := encMode.Marshal(p)
+	return out
 }

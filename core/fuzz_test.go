@@ -67,6 +67,57 @@ func FuzzPacket(f *testing.F) {
 	})
 }
 
+// FuzzCard: a card the parser accepts re-encodes to itself, keeps its
+// fingerprint, and carries either no onion address or a valid one; any other
+// input gives ErrBadCard. The input is also tried as an onion address.
+func FuzzCard(f *testing.F) {
+	for _, s := range validCards(f) {
+		f.Add(s)
+	}
+	f.Add([]byte(torOnions[0]))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if err := core.CheckOnion(string(b)); err == nil {
+			if len(b) != core.OnionLen || strings.ToLower(string(b)) != string(b) {
+				t.Fatalf("accepted onion %q", b)
+			}
+		} else if !errors.Is(err, core.ErrMalformed) {
+			t.Fatalf("untyped onion error %v", err)
+		}
+		c, err := core.ParseCard(b)
+		if err != nil {
+			if !errors.Is(err, core.ErrBadCard) {
+				t.Fatalf("untyped card error %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(c.Bytes(), b) {
+			t.Fatal("accepted card is not its own bytes")
+		}
+		if c.Onion() != "" && core.CheckOnion(c.Onion()) != nil {
+			t.Fatalf("accepted card with onion %q", c.Onion())
+		}
+		c2, err := core.ParseCard(c.Bytes())
+		if err != nil || c2.Fingerprint() != c.Fingerprint() || c2.Onion() != c.Onion() {
+			t.Fatal("accepted card does not round trip")
+		}
+	})
+}
+
+// validCards: cards of both signature algorithms, with and without an onion address.
+func validCards(tb testing.TB) [][]byte {
+	var out [][]byte
+	for _, id := range []keystore.Identity{fixedID(1), newP256Identity()} {
+		for _, o := range []string{"", torOnions[1]} {
+			c, err := core.NewCardWith(id, "seed", core.CardOptions{Onion: o})
+			if err != nil {
+				tb.Fatal(err)
+			}
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // FuzzRespond: an accepted message 1 yields a working session and is a
 // replay from then on; a refused one returns a typed error and leaves the
 // responder answering the genuine initiator as before.
@@ -143,7 +194,8 @@ func FuzzDecrypt(f *testing.F) {
 // change, regenerate them with LORAMESH_WRITE_CORPUS=1.
 func TestSeedCorpus(t *testing.T) {
 	m1x, m1p, m2, tr, card := validFrames(t)
-	seeds := map[string][][]byte{"FuzzPacket": {m1x, m1p, m2, tr, card}, "FuzzRespond": {m1x, m1p}, "FuzzDecrypt": {tr}}
+	seeds := map[string][][]byte{"FuzzPacket": {m1x, m1p, m2, tr, card}, "FuzzRespond": {m1x, m1p}, "FuzzDecrypt": {tr},
+		"FuzzCard": validCards(t)[:2]}
 	if os.Getenv("LORAMESH_WRITE_CORPUS") == "1" {
 		for name, ss := range seeds {
 			dir := filepath.Join("testdata", "fuzz", name)

@@ -130,7 +130,7 @@ func TestAddressPoisoningByMessage1(t *testing.T) {
 	cur := b.e.contacts["alice"].current
 	b.e.contacts["alice"].last = a.addr
 	a.down = true // alice's own copy is lost: only the relayed one arrives
-	a.e.startHandshake(a.e.contacts["bob"])
+	a.e.startHandshake(a.e.contacts["bob"], false)
 	a.e.sendHandshake(a.e.contacts["bob"].pending)
 	n.collect()
 	m1 := r.kind(core.KindInitX25519)

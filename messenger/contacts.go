@@ -21,10 +21,13 @@ type contact struct {
 	id       [32]byte // the card's signing key ID
 	verified bool
 	addrs    []Addr // configured by the user
-	last     Addr   // learned from authenticated transport packets
-	hw       uint64 // highest message 1 timestamp accepted from it
-	hw2      uint64 // highest message 2 timestamp accepted from it
-	added    time.Time
+	last     Addr   // learned from authenticated transport packets and messages 2
+	// unreachable: the host's last report of a failure to reach it
+	// (Unreachable), for the reason of a message that fails.
+	unreachable string
+	hw          uint64 // highest message 1 timestamp accepted from it
+	hw2         uint64 // highest message 2 timestamp accepted from it
+	added       time.Time
 
 	current   *session   // confirmed, used to send
 	candidate *session   // answered message 1, awaiting confirmation
@@ -223,7 +226,7 @@ func (e *Engine) SetContactAddrs(name string, addrs ...Addr) error {
 			return fmt.Errorf("set address of %s: %q: %w", name, a.Link, ErrUnknownLink)
 		}
 	}
-	c.addrs = slices.Clone(addrs)
+	e.setAddrs(c, slices.Clone(addrs))
 	e.changed(0)
 	e.touch(c)
 	e.pump()
@@ -268,18 +271,48 @@ func (e *Engine) updateAllowed() {
 }
 
 // dest is where c's packets go: its last confirmed address, else the
-// configured ones, on links the host registered.
-func (c *contact) dest(links map[string]*link) []Addr {
-	if links[c.last.Link] != nil {
+// configured ones. Addresses on links the host did not register this time
+// (a state saved by a run with other links) are skipped.
+func (e *Engine) dest(c *contact) []Addr {
+	if c.last != (Addr{}) && e.links[c.last.Link] != nil {
 		return []Addr{c.last}
 	}
-	var to []Addr // a link the host no longer registers is skipped
+	return slices.DeleteFunc(slices.Clone(c.addrs), func(a Addr) bool { return e.links[a.Link] == nil })
+}
+
+// everywhere is where c may be: its last address, then each configured one.
+func (e *Engine) everywhere(c *contact) []Addr {
+	to := e.dest(c)
 	for _, a := range c.addrs {
-		if links[a.Link] != nil {
+		if !slices.Contains(to, a) && e.links[a.Link] != nil {
 			to = append(to, a)
 		}
 	}
 	return to
+}
+
+// needsPath: c's last address failed and it has several configured ones.
+// Data waits for a handshake sent to all of them: the answer says which
+// works, and data sent to a guess could be lost on the wrong link.
+func (e *Engine) needsPath(c *contact) bool {
+	return (c.last == (Addr{}) || e.links[c.last.Link] == nil) && len(e.dest(c)) > 1
+}
+
+// frameSize is the largest packet c is sent: the smallest frame among the
+// links it may be reached on, so a message split for one still fits the
+// link it falls back to (a contact on radio and Tor gets radio-sized
+// fragments on both).
+func (e *Engine) frameSize(c *contact) int {
+	n := 0
+	for _, a := range e.everywhere(c) {
+		if l := e.links[a.Link]; l != nil && (n == 0 || l.p.FrameSize < n) {
+			n = l.p.FrameSize
+		}
+	}
+	if n == 0 {
+		return e.profile(c).FrameSize
+	}
+	return n
 }
 
 func (c *contact) sessions() []*session {

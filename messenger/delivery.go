@@ -90,9 +90,12 @@ func (e *Engine) service(c *contact) {
 	e.expire(c, p)
 	for _, m := range slices.Clone(c.queue) {
 		if !now.Before(m.deadline) {
-			why := fmt.Sprintf("not delivered within %v", p.Deadline)
+			why := fmt.Sprintf("not delivered within %v", m.deadline.Sub(m.created))
 			if !m.sent && c.current == nil {
-				why = fmt.Sprintf("no session with %s within %v (no answer to handshakes)", c.name, p.Deadline)
+				why = fmt.Sprintf("no session with %s within %v (no answer to handshakes)", c.name, m.deadline.Sub(m.created))
+			}
+			if c.unreachable != "" {
+				why += "; last link error: " + c.unreachable
 			}
 			e.fail(m, why)
 		}
@@ -103,12 +106,14 @@ func (e *Engine) service(c *contact) {
 	switch {
 	case c.pending != nil:
 	case now.Before(c.nextHS):
+	case s != nil && want && e.needsPath(c):
+		e.startHandshake(c, true) // which of its addresses works: the answer says
 	case s != nil && want && (now.Sub(s.started) >= p.RenewAfter || s.seq >= p.RenewCount):
-		e.startHandshake(c) // renewal, when there is traffic: the session in use goes on meanwhile
+		e.startHandshake(c, false) // renewal, when there is traffic: the session in use goes on meanwhile
 	case s != nil && c.unanswered():
-		e.startHandshake(c) // the peer may have lost the session
+		e.startHandshake(c, true) // the peer may have lost the session, or be elsewhere
 	case s == nil && want && !waitCandidate:
-		e.startHandshake(c)
+		e.startHandshake(c, false)
 	}
 	if h := c.pending; h != nil && !now.Before(h.next) {
 		e.sendHandshake(h)
@@ -123,7 +128,7 @@ func (e *Engine) service(c *contact) {
 func (c *contact) unanswered() bool {
 	for _, m := range c.queue {
 		for i, pk := range m.pk {
-			if pk != nil && !m.acked[i] && pk.tries >= 3 && pk.sess == c.current && c.current.lastRecv.Before(pk.first) {
+			if pk != nil && !m.acked[i] && pk.tries >= 3 && pk.sess == c.current && !c.current.lastRecv.After(pk.first) {
 				return true
 			}
 		}
@@ -153,11 +158,12 @@ func (e *Engine) expire(c *contact, p Profile) {
 func (e *Engine) sendData(c *contact, s *session, p Profile) {
 	now := e.now
 	c.blocked = time.Time{}
-	dest := c.dest(e.links)
-	if len(dest) == 0 {
+	dest := e.dest(c)
+	if len(dest) == 0 || e.needsPath(c) {
 		return
 	}
 	to := dest[0]
+	frame := e.frameSize(c)
 	inflight := 0
 	for _, m := range c.queue {
 		for i, pk := range m.pk {
@@ -176,7 +182,7 @@ func (e *Engine) sendData(c *contact, s *session, p Profile) {
 		return b, e.emit(to, b)
 	}
 	room := func(f *frames) {
-		for len(acks) > 0 && len(f.encode())+acks[0].size()+core.EncryptedSize(0) <= p.FrameSize {
+		for len(acks) > 0 && len(f.encode())+acks[0].size()+core.EncryptedSize(0) <= frame {
 			f.acks, acks = append(f.acks, acks[0]), acks[1:]
 		}
 		if s.needConfirm {
@@ -317,7 +323,7 @@ func cmpID(a, b msgID) int {
 // assign numbers m in session s and splits it into fragments that fit the
 // link's frames.
 func (e *Engine) assign(m *outMsg, s *session, p Profile) bool {
-	chunk := p.FrameSize - core.EncryptedSize(0) - maxDataHeader
+	chunk := e.frameSize(m.c) - core.EncryptedSize(0) - maxDataHeader
 	n := max(1, (len(m.text)+chunk-1)/chunk)
 	if n > maxFragments {
 		e.fail(m, fmt.Sprintf("%d bytes need %d fragments on this link, at most %d", len(m.text), n, maxFragments))
@@ -519,6 +525,9 @@ func (c *contact) deadlines(e *Engine) []time.Time {
 		t = append(t, start)
 	}
 	if s := c.current; s != nil && c.pending == nil && len(c.queue)+len(c.acks) > 0 {
+		if e.needsPath(c) {
+			t = append(t, c.nextHS)
+		}
 		renew := s.started.Add(p.RenewAfter)
 		if c.nextHS.After(renew) {
 			renew = c.nextHS
@@ -532,16 +541,17 @@ func (c *contact) deadlines(e *Engine) []time.Time {
 	for _, s := range c.old {
 		t = append(t, s.retire)
 	}
+	waiting := e.needsPath(c) // data and acks wait for the handshake that finds a path
 	for _, m := range c.queue {
 		t = append(t, m.deadline)
 		for i, pk := range m.pk {
-			if pk != nil && !m.acked[i] {
+			if pk != nil && !m.acked[i] && !waiting {
 				t = append(t, pk.next)
 			}
 		}
 	}
 	for _, a := range c.acks {
-		if e.durable(a.gen) { // the others wake up with Saved
+		if !waiting && e.durable(a.gen) { // the others wake up with Saved
 			t = append(t, a.due)
 		}
 	}

@@ -65,7 +65,8 @@ type Engine struct {
 	touched      map[*contact]bool
 	dhIndex      map[keystore.PublicKey]*contact
 	byLast       map[Addr]*contact
-	partialBytes int // bytes in reassembly, all contacts
+	byAddr       map[Addr][]*contact // by configured address (not radio ones)
+	partialBytes int                 // bytes in reassembly, all contacts
 	answeredNext time.Time
 }
 
@@ -99,6 +100,7 @@ func New(id keystore.Identity, cfg Config, state []byte, now time.Time) (*Engine
 		contacts: map[string]*contact{}, demux: core.NewDemux(), sessions: map[*core.Session]*session{},
 		byHint: map[uint32]*handshake{}, answered: map[[32]byte]*answer{}, strangers: map[string]time.Time{},
 		touched: map[*contact]bool{}, dhIndex: map[keystore.PublicKey]*contact{}, byLast: map[Addr]*contact{},
+		byAddr:  map[Addr][]*contact{},
 		waiting: map[*contact]bool{},
 	}
 	e.responder = core.NewResponder(id, e.coreConfig(e.myID))
@@ -119,6 +121,21 @@ func (e *Engine) AddLink(name string, p Profile) error {
 		return fmt.Errorf("add link: name must be 1-32 bytes: %w", ErrConfig)
 	}
 	e.links[name] = &link{name: name, p: p, budget: p.budgetCap(), at: e.now, hsTokens: float64(p.HandshakeB), hsAt: e.now}
+	return nil
+}
+
+// SetLinkDeadline sets how long a message to a contact reached on link
+// may wait for delivery before it fails (the profile's Deadline), for
+// messages sent from now on.
+func (e *Engine) SetLinkDeadline(link string, d time.Duration) error {
+	l := e.links[link]
+	switch {
+	case l == nil:
+		return fmt.Errorf("set deadline of %q: %w", link, ErrUnknownLink)
+	case d <= 0:
+		return fmt.Errorf("set deadline of %q: %v is not positive: %w", link, d, ErrConfig)
+	}
+	l.p.Deadline = d
 	return nil
 }
 
@@ -143,7 +160,7 @@ func (e *Engine) Send(now time.Time, name string, text []byte) (MsgID, error) {
 	if len(c.queue) >= e.cfg.MaxQueued {
 		return 0, fmt.Errorf("send to %s: %d messages waiting: %w", name, len(c.queue), ErrQueueFull)
 	}
-	if len(c.dest(e.links)) == 0 {
+	if len(e.dest(c)) == 0 {
 		return 0, fmt.Errorf("send to %s: %w (set one, or wait until it contacts you)", name, ErrNoAddress)
 	}
 	e.nextID++
@@ -165,7 +182,7 @@ func (e *Engine) Receive(now time.Time, from Addr, packet []byte) {
 		case core.KindInitX25519, core.KindInitP256:
 			e.onInit(from, packet)
 		case core.KindResponse:
-			e.onResponse(packet)
+			e.onResponse(from, packet)
 		case core.KindTransport:
 			e.onTransport(from, packet)
 		}
@@ -178,6 +195,52 @@ func (e *Engine) Tick(now time.Time) {
 	e.advance(now)
 	e.pump()
 }
+
+// Unreachable tells the engine the host could not deliver to a: a
+// connection refused or lost, an onion service not found. why says what
+// happened; a message to a contact reached there that fails later gives it
+// in its reason. A contact last heard at a forgets it: its handshakes go to
+// its configured addresses again (to all of them when it has several, and
+// the answer says which works), and what it has not acknowledged goes out
+// again at once. Radio addresses ("") are never unreachable. Call it once
+// per failure, not per packet refused while the host backs off.
+func (e *Engine) Unreachable(now time.Time, a Addr, why string) {
+	e.advance(now)
+	if a.Addr == "" {
+		return
+	}
+	if len(why) > maxReason {
+		why = why[:maxReason]
+	}
+	cs := slices.Clone(e.byAddr[a])
+	if c := e.byLast[a]; c != nil && !slices.Contains(cs, c) {
+		cs = append(cs, c)
+	}
+	for _, c := range cs {
+		c.unreachable = fmt.Sprintf("%s unreachable: %s", a, why)
+		e.touch(c)
+		if c.last != a {
+			continue
+		}
+		e.setLast(c, Addr{})
+		e.background()
+		p := e.profile(c)
+		for _, m := range c.queue {
+			for i, pk := range m.pk {
+				if pk != nil && !m.acked[i] {
+					pk.next = e.now
+				}
+			}
+		}
+		if h := c.pending; h != nil && slices.Equal(h.to, []Addr{a}) && len(e.dest(c)) > 0 {
+			h.to, h.next, h.rto = e.dest(c), e.now, p.RTO
+		}
+	}
+	e.pump()
+}
+
+// maxReason bounds the host's text kept per contact.
+const maxReason = 200
 
 // Poll returns the packets to transmit and the events that happened since
 // the last Poll.
@@ -212,7 +275,7 @@ func (e *Engine) nextTS() uint64 {
 
 // profile is the profile of the link c is reached on.
 func (e *Engine) profile(c *contact) Profile {
-	for _, a := range c.dest(e.links) {
+	for _, a := range e.dest(c) {
 		if l := e.links[a.Link]; l != nil {
 			return l.p
 		}
@@ -368,10 +431,16 @@ type handshake struct {
 	rto      time.Duration
 }
 
-// startHandshake sends a fresh message 1 to c.
-func (e *Engine) startHandshake(c *contact) {
+// startHandshake sends a fresh message 1 to c: where it was last heard,
+// or, wide, there and at every configured address, when its last address
+// may have stopped working (whichever address the answer comes from is
+// learned).
+func (e *Engine) startHandshake(c *contact, wide bool) {
 	p := e.profile(c)
-	to := c.dest(e.links)
+	to := e.dest(c)
+	if wide {
+		to = e.everywhere(c)
+	}
 	suite, err := e.suiteFor(c)
 	if err == nil && len(to) == 0 {
 		err = ErrNoAddress
@@ -410,6 +479,12 @@ func (e *Engine) sendHandshake(h *handshake) {
 	if h.attempts >= p.MaxAttempts {
 		e.abandon(h)
 		h.c.backoff(e.now, p)
+		if c := h.c; c.last != (Addr{}) && slices.Equal(h.to, []Addr{c.last}) && len(e.everywhere(c)) > 1 {
+			// Nothing answers where it was last heard: the next
+			// handshake goes to every configured address.
+			e.setLast(c, Addr{})
+			e.background()
+		}
 		return
 	}
 	for _, a := range h.to {
@@ -439,8 +514,10 @@ func (e *Engine) abandon(h *handshake) {
 
 // onResponse completes a pending handshake. The session is confirmed at
 // once (message 2 authenticated the responder) and becomes the one to send
-// on; the one it replaces still receives for a grace period.
-func (e *Engine) onResponse(packet []byte) {
+// on; the one it replaces still receives for a grace period. Where message
+// 2 came from is where the contact answers: its last address (a message 1
+// may have gone to several).
+func (e *Engine) onResponse(from Addr, packet []byte) {
 	hint, _ := core.Hint(packet)
 	h := e.byHint[hint]
 	if h == nil {
@@ -453,7 +530,7 @@ func (e *Engine) onResponse(packet []byte) {
 		// Forged responses spent the core's bound on identity operations:
 		// start afresh instead of waiting out a timeout.
 		e.abandon(h)
-		e.startHandshake(c)
+		e.startHandshake(c, false)
 		return
 	}
 	if err != nil {
@@ -477,6 +554,11 @@ func (e *Engine) onResponse(packet []byte) {
 	c.hsDelay = 0
 	ss := e.newSession(c, s, true, h.ts, ts2)
 	ss.needConfirm = true
+	if from != c.last {
+		e.setLast(c, from)
+		e.background()
+		e.emitEvent(Event{Kind: EventAddress, Contact: c.name, From: from})
+	}
 	e.promote(c, ss)
 }
 
@@ -591,7 +673,7 @@ func (e *Engine) onUnknown(from Addr) {
 	}
 	if c.pending == nil && !e.now.Before(c.nextHS) {
 		e.touch(c)
-		e.startHandshake(c)
+		e.startHandshake(c, false)
 		c.backoff(e.now, e.profile(c)) // at most one such handshake per backoff
 	}
 }

@@ -64,6 +64,7 @@ func (e *Engine) unschedule(c *contact) {
 	delete(e.touched, c)
 	e.unindex(c)
 	e.setLast(c, Addr{})
+	e.setAddrs(c, nil)
 }
 
 // pump services the touched contacts, then those whose time has come, each
@@ -109,6 +110,24 @@ func (e *Engine) unindex(c *contact) {
 	for _, k := range c.card.DHKeys() {
 		if e.dhIndex[k] == c {
 			delete(e.dhIndex, k)
+		}
+	}
+}
+
+// setAddrs replaces c's configured addresses, keeping their index (radio
+// addresses, everyone's, are not indexed).
+func (e *Engine) setAddrs(c *contact, addrs []Addr) {
+	for _, a := range c.addrs {
+		if cs := slices.DeleteFunc(e.byAddr[a], func(x *contact) bool { return x == c }); len(cs) > 0 {
+			e.byAddr[a] = cs
+		} else {
+			delete(e.byAddr, a)
+		}
+	}
+	c.addrs = addrs
+	for _, a := range addrs {
+		if a.Addr != "" && !slices.Contains(e.byAddr[a], c) {
+			e.byAddr[a] = append(e.byAddr[a], c)
 		}
 	}
 }

@@ -176,12 +176,14 @@ func (e *Engine) loadContact(cs contactState) error {
 	}
 	c := e.contacts[cs.Name]
 	c.verified, c.hw, c.hw2, c.added = cs.Verified, cs.HW, cs.HW2, time.Unix(cs.Added, 0)
+	var addrs []Addr
 	for _, a := range cs.Addrs {
 		if len(a) != 2 {
 			return fmt.Errorf("address")
 		}
-		c.addrs = append(c.addrs, Addr{a[0], a[1]})
+		addrs = append(addrs, Addr{a[0], a[1]})
 	}
+	e.setAddrs(c, addrs)
 	switch len(cs.Last) {
 	case 0:
 	case 2:

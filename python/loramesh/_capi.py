@@ -12,7 +12,7 @@ from ctypes import byref, c_int, c_size_t, c_uint32, c_uint64
 
 from . import _lib
 from ._lib import ERR_BUFFER_TOO_SMALL, lib, u8p
-from .errors import BY_CODE, InvalidArgumentError, LoraMeshError
+from .errors import BY_CODE, InvalidArgumentError, LoraMeshError, MalformedError
 
 
 # ---- errors -----------------------------------------------------------
@@ -289,6 +289,46 @@ def verify(public_key, msg, sig) -> None:
     check(lib().lm_verify(_ptr(k), kn, _ptr(m), mn, _ptr(s), sn), "lm_verify")
 
 
+def _purpose(p: str) -> bytes:
+    if not isinstance(p, str) or not p or len(p) > 64 or any(c not in "abcdefghijklmnopqrstuvwxyz0123456789._-" for c in p):
+        raise InvalidArgumentError("a sealing purpose is 1-64 characters of [a-z0-9._-]")
+    return p.encode("ascii")
+
+
+def seal(ident: int, purpose: str, data) -> bytes:
+    """data sealed to the identity for purpose. data may be a bytearray
+    holding a secret: it is read in place (no copy is made here)."""
+    pp = _purpose(purpose)
+    arr, n = _in(data)
+    return _bytes_out("lm_seal", lambda b, l: lib().lm_seal(ident, pp, _ptr(arr), n, b[0], l[0]),
+                      [n + _lib.SEAL_MAX_OVERHEAD])[0]
+
+
+def unseal(ident: int, purpose: str, sealed) -> bytearray:
+    """What seal() sealed, as a bytearray the caller wipes (secure_wipe).
+    The plaintext is written by the library straight into that bytearray:
+    it is sized first (from the header, without using the key), so there
+    is no intermediate copy to forget."""
+    pp = _purpose(purpose)
+    arr, n = _in(sealed)
+    need = c_size_t(0)
+    rc = lib().lm_unseal(ident, pp, _ptr(arr), n, None, byref(need))
+    if rc != ERR_BUFFER_TOO_SMALL:
+        check(rc, "lm_unseal")
+    out = bytearray(need.value)
+    got = c_size_t(need.value)
+    view = (ctypes.c_uint8 * len(out)).from_buffer(out) if out else None
+    try:
+        rc = lib().lm_unseal(ident, pp, _ptr(arr), n, _ptr(view), byref(got))
+    finally:
+        del view
+    if rc != 0 or got.value != len(out):
+        secure_wipe(out)
+        check(rc, "lm_unseal")
+        raise LoraMeshError("lm_unseal: %d bytes, expected %d" % (got.value, len(out)))
+    return out
+
+
 def identity_close(ident: int) -> None:
     check(lib().lm_identity_close(ident), "lm_identity_close")
 
@@ -299,6 +339,24 @@ def card_create(ident: int, name: str) -> bytes:
     nm = _name(name)
     return _bytes_out("lm_card_create",
                       lambda b, n: lib().lm_card_create(ident, nm, b[0], n[0]), [512])[0]
+
+
+def card_create_with(ident: int, name: str, onion: str = None) -> bytes:
+    nm = _name(name)
+    o = _name(onion) if onion else None
+    return _bytes_out("lm_card_create_with",
+                      lambda b, n: lib().lm_card_create_with(ident, nm, o, b[0], n[0]), [512])[0]
+
+
+def onion_check(addr: str) -> None:
+    """Raises MalformedError unless addr is a v3 onion address as tor writes it."""
+    if not isinstance(addr, str) or "\0" in addr:
+        raise MalformedError("an onion address is a str without NUL")
+    check(lib().lm_onion_check(addr.encode("utf-8", "surrogateescape")), "lm_onion_check")
+
+
+def card_onion(card: int) -> str:
+    return _str_out("lm_card_onion", lambda b, n: lib().lm_card_onion(card, b, n), 64)
 
 
 def card_parse(card) -> int:
@@ -475,6 +533,30 @@ def engine_contact_verify(e: int, name: str, fingerprint: str) -> None:
 
 def engine_contact_set_addr(e: int, name: str, link: str, addr: str) -> None:
     check(lib().lm_engine_contact_set_addr(e, _name(name), _name(link), _name(addr)), "lm_engine_contact_set_addr")
+
+
+def engine_contact_set_addrs(e: int, name: str, addrs) -> None:
+    """addrs: (link, address) pairs, in order of preference for a first contact."""
+    addrs = list(addrs)
+    links = (ctypes.c_char_p * max(len(addrs), 1))(*[_name(l) for l, _ in addrs])
+    places = (ctypes.c_char_p * max(len(addrs), 1))(*[_name(a) for _, a in addrs])
+    check(lib().lm_engine_contact_set_addrs(e, _name(name), links, places, len(addrs)),
+          "lm_engine_contact_set_addrs")
+
+
+def engine_contact_addrs(e: int, name: str) -> list:
+    nm = _name(name)
+    s = _str_out("lm_engine_contact_addrs", lambda b, n: lib().lm_engine_contact_addrs(e, nm, b, n), 256)
+    return [tuple(line.split("\t", 1)) for line in s.split("\n") if line]
+
+
+def engine_unreachable(e: int, now_ms: int, link: str, addr: str, reason: str) -> None:
+    why = bytes(b if 0x20 <= b <= 0x7E else 0x3F for b in reason.encode("ascii", "replace")[:1024])
+    check(lib().lm_engine_unreachable(e, now_ms, _name(link), _name(addr), why), "lm_engine_unreachable")
+
+
+def engine_link_deadline(e: int, link: str, deadline_ms: int) -> None:
+    check(lib().lm_engine_link_deadline(e, _name(link), deadline_ms), "lm_engine_link_deadline")
 
 
 def engine_contacts(e: int) -> list:

@@ -32,6 +32,7 @@ HASH_SIZE = 32
 MAX_PAYLOAD = 65471       # plaintext and lm_respond reply limit
 MAX_INIT_PAYLOAD = 65437  # lm_initiate payload limit
 MAX_OVERHEAD = 21
+SEAL_MAX_OVERHEAD = 87      # lm_seal output <= data + this
 ERR_BUFFER_TOO_SMALL = 2
 FEATURE_ERASE = 0x1  # runtime/secret erases temporaries (linux/amd64, linux/arm64)
 FEATURE_MLOCK = 0x2  # kept secrets in mlocked pages (every Linux build)
@@ -92,7 +93,12 @@ SIGNATURES = {
     "lm_identity_sign": (c_int, [c_uint64, u8p, c_size_t, u8p, sizep]),
     "lm_verify": (c_int, [u8p, c_size_t, u8p, c_size_t, u8p, c_size_t]),
     "lm_identity_close": (c_int, [c_uint64]),
+    "lm_seal": (c_int, [c_uint64, c_char_p, u8p, c_size_t, u8p, sizep]),
+    "lm_unseal": (c_int, [c_uint64, c_char_p, u8p, c_size_t, u8p, sizep]),
     "lm_card_create": (c_int, [c_uint64, c_char_p, u8p, sizep]),
+    "lm_card_create_with": (c_int, [c_uint64, c_char_p, c_char_p, u8p, sizep]),
+    "lm_onion_check": (c_int, [c_char_p]),
+    "lm_card_onion": (c_int, [c_uint64, c_char_p, sizep]),
     "lm_card_parse": (c_int, [u8p, c_size_t, u64p]),
     "lm_card_fingerprint": (c_int, [c_uint64, c_char_p, sizep]),
     "lm_card_name": (c_int, [c_uint64, c_char_p, sizep]),
@@ -119,10 +125,16 @@ SIGNATURES = {
     "lm_engine_open": (c_int, [c_uint64, c_char_p, c_int64, u64p]),
     "lm_engine_add_link": (c_int, [c_uint64, c_char_p, c_int, c_uint32]),
     "lm_engine_close": (c_int, [c_uint64]),
+    "lm_engine_set_history": (c_int, [c_uint64, c_uint32, c_int64]),
+    "lm_engine_history": (c_int, [c_uint64, c_uint64, POINTER(Event), u8p, sizep, intp]),
     "lm_engine_contact_add": (c_int, [c_uint64, c_char_p, u8p, c_size_t, c_uint32, intp]),
     "lm_engine_contact_remove": (c_int, [c_uint64, c_char_p]),
     "lm_engine_contact_verify": (c_int, [c_uint64, c_char_p, c_char_p]),
     "lm_engine_contact_set_addr": (c_int, [c_uint64, c_char_p, c_char_p, c_char_p]),
+    "lm_engine_contact_set_addrs": (c_int, [c_uint64, c_char_p, POINTER(c_char_p), POINTER(c_char_p), c_size_t]),
+    "lm_engine_contact_addrs": (c_int, [c_uint64, c_char_p, c_char_p, sizep]),
+    "lm_engine_unreachable": (c_int, [c_uint64, c_int64, c_char_p, c_char_p, c_char_p]),
+    "lm_engine_link_deadline": (c_int, [c_uint64, c_char_p, c_int64]),
     "lm_engine_contacts": (c_int, [c_uint64, c_char_p, sizep]),
     "lm_engine_contact_card": (c_int, [c_uint64, c_char_p, u8p, sizep]),
     "lm_engine_send": (c_int, [c_uint64, c_int64, c_char_p, u8p, c_size_t, u64p]),
@@ -131,8 +143,6 @@ SIGNATURES = {
     "lm_engine_deadline": (c_int, [c_uint64, POINTER(c_int64)]),
     "lm_engine_next_packet": (c_int, [c_uint64, c_char_p, sizep, c_char_p, sizep, u8p, sizep, intp]),
     "lm_engine_next_event": (c_int, [c_uint64, POINTER(Event), u8p, sizep, intp]),
-    "lm_engine_set_history": (c_int, [c_uint64, c_uint32, c_int64]),
-    "lm_engine_history": (c_int, [c_uint64, c_uint64, POINTER(Event), u8p, sizep, intp]),
 }
 
 LIB_NAME = "libloramesh.so"

@@ -27,7 +27,7 @@ import socket
 import sys
 import time
 
-from . import __version__, chat, errors
+from . import __version__, chat, errors, torlink
 from .chat import render
 from .client import DaemonFailed, NotRunning, connect, read_secret, try_connect
 from .config import ConfigError, Home, dumps_toml, write_atomic
@@ -198,7 +198,7 @@ def cmd_id(args, home, out):
 
 
 def cmd_card(args, home, out):
-    card = my_card(home)
+    card = tor_card(args, home) or my_card(home)
     if args.output:
         write_atomic(args.output, card, 0o644)
         out.result({"file": args.output}, "card written to %s" % args.output)
@@ -325,8 +325,10 @@ def cmd_contact_list(args, home, out):
 
 def cmd_contact_show(args, home, out):
     r = daemon(args, home).request("contact_show", contact=args.contact)
-    keys = ("contact", "name", "fingerprint", "verified", "session", "queued", "addr", "signing_key")
+    keys = ("contact", "name", "fingerprint", "verified", "session", "queued", "addr", "onion", "signing_key")
     text = "\n".join("%-11s %s" % (k, escape(str(r[k]))) for k in keys if k in r)
+    if r.get("addrs"):
+        text += "\n%-11s %s" % ("reached at", escape(", ".join(r["addrs"])))
     text += "".join("\n%-11s %s" % (k, v) for k, v in r["dh_keys"].items())
     out.result(r, text)
 
@@ -366,6 +368,8 @@ def cmd_daemon(args, home, out):
     status_fd = args.status_fd
     try:
         cfg = home.load_config()
+        if args.tor:
+            cfg.setdefault("tor", {})["enabled"] = True
         need = secret_needed(cfg["identity"])
         secret = read_secret(need[0], secret_source(args), allow_empty=need[1]) if need else None
         idk = open_identity(cfg, secret)
@@ -415,9 +419,94 @@ def cmd_status(args, home, out):
         out.result({"running": False}, str(e))
         return
     links = ", ".join("%s %s" % kv for kv in st["links"].items())
-    out.result(dict(st, running=True), "daemon %d: node %s (%s, %s keystore)\nlinks: %s\ncontacts: %d, "
-               "messages waiting: %d" % (st["pid"], escape(st["name"]), st["fingerprint"], st["keystore"], links,
-                                         st["contacts"], st["queued"]))
+    text = "daemon %d: node %s (%s, %s keystore)\nlinks: %s\ncontacts: %d, messages waiting: %d" % (
+        st["pid"], escape(st["name"]), st["fingerprint"], st["keystore"], links, st["contacts"], st["queued"])
+    if "tor" in st:
+        text += "\n" + tor_status_text(st["tor"])
+    out.result(dict(st, running=True), text)
+
+
+# ---- Tor ---------------------------------------------------------------
+
+def tor_card(args, home):
+    """With Tor on, this node's card carries its onion address, which only
+    the daemon knows (and signs with the identity it holds): ask it."""
+    if not torlink.enabled(home.load_config()):
+        return None
+    return base64.b64decode(daemon(args, home).request("card")["card"])
+
+
+def tor_status_text(t: dict) -> str:
+    where = "attached to %s" % t["control"] if t["mode"] == "attached" else \
+        "own tor (pid %s, %s)" % (t.get("pid") or "-", t.get("data_dir"))
+    lines = ["tor: %s, bootstrapped %d%%%s" % (where, t["bootstrap"],
+                                               " (%s)" % t["phase"] if t["bootstrap"] < 100 and t["phase"] else "")]
+    lines.append("onion: %s" % (t["onion"] or "not published yet"))
+    if t.get("problem"):
+        lines.append("tor problem: %s" % t["problem"])
+    return "\n".join(lines)
+
+
+def cmd_tor(args, home, out):
+    action = args.action or "status"
+    if action == "status":
+        t = torlink.settings(home.load_config())
+        info = {"settings": t}
+        text = "Tor: %s" % ("on" if t["enabled"] else "off (turn it on with `loramesh tor on`)")
+        if t["enabled"]:
+            text += ", %s" % ("attached to tor's control port %s" % t["control"] if t["control"] else
+                              "own tor in %s" % torlink.data_dir(home))
+            if t["torrc"]:
+                text += ", extra torrc lines from %s" % t["torrc"]
+        try:
+            st = try_connect(home).request("status")
+        except NotRunning:
+            st = None
+        if st is not None and "tor" in st:
+            info["daemon"] = st["tor"]
+            text += "\n" + tor_status_text(st["tor"])
+        elif st is not None and t["enabled"]:
+            text += "\nthe daemon runs without Tor: restart it to apply (`loramesh stop`)"
+        out.result(info, text)
+        return
+    with home.locked():
+        cfg = home.load_config()
+        t = cfg.setdefault("tor", {})
+        if action == "off":
+            t["enabled"] = False
+        else:
+            try:  # a clear error now, not at the daemon's start
+                if args.attach is not None:
+                    torlink.check_control_addr(args.attach)
+                if args.torrc:
+                    torlink.read_torrc(args.torrc)
+            except torlink.TorLinkError as e:
+                raise CliError(str(e), EXIT_USAGE)
+            if args.deadline is not None and not 60 <= args.deadline <= 30 * 86400:
+                raise CliError("--deadline is seconds, from 60 to 2592000 (30 days)", EXIT_USAGE)
+            t["enabled"] = True
+            if args.attach is not None:
+                t["control"] = args.attach
+            if args.own:
+                t["control"] = ""
+            if args.torrc is not None:
+                t["torrc"] = os.path.abspath(args.torrc) if args.torrc else ""
+            if args.binary is not None:
+                t["binary"] = args.binary
+            if args.deadline is not None:
+                t["deadline"] = args.deadline
+            if not t.get("control"):
+                torlink.T.find_tor(t.get("binary") or "tor")  # our own tor needs one
+        write_atomic(home.config_path, dumps_toml(cfg).encode())
+    text = "Tor %s" % ("off" if action == "off" else "on")
+    try:
+        try_connect(home).close()
+        text += " (restart the daemon to apply: `loramesh stop`)"
+    except NotRunning:
+        pass
+    if action == "on":
+        text += "\nyour card will carry your onion address: give contacts the new one (`loramesh card`)"
+    out.result({"tor": torlink.settings(cfg)}, text)
 
 
 # ---- messaging ---------------------------------------------------------
@@ -577,7 +666,19 @@ def build_parser():
     x.add_argument("--baud", type=int, default=9600)
     x.add_argument("--frame", type=int, default=255, help="radio frame size (KISS)")
 
+    x = add(sub, "tor", cmd_tor, "reach contacts over Tor: tor on|off|status")
+    x.add_argument("action", nargs="?", choices=["on", "off", "status"], help="default: status")
+    x.add_argument("--attach", metavar="HOST:PORT|PATH", help="use a running tor's control port (cookie "
+                   "authentication) instead of starting our own")
+    x.add_argument("--own", action="store_true", help="start and supervise our own tor again (the default)")
+    x.add_argument("--torrc", metavar="FILE", help="extra torrc lines for our own tor (bridges, a test "
+                   "network); '' removes them")
+    x.add_argument("--binary", metavar="PATH", help="the tor program (default: tor in PATH)")
+    x.add_argument("--deadline", type=int, metavar="SECONDS", help="how long a message over Tor may wait "
+                   "for delivery before it fails (default 86400)")
+
     x = add(sub, "daemon", cmd_daemon, "run the node's daemon in the foreground")
+    x.add_argument("--tor", action="store_true", help="run the Tor link, whatever config.toml says")
     x.add_argument("--secret-fd", type=int, help=S)
     x.add_argument("--status-fd", type=int, help=S)
     add(sub, "start", cmd_start, "start the daemon in the background")

@@ -24,7 +24,7 @@ import struct
 import sys
 import time
 
-from . import __version__, _lib, errors
+from . import __version__, _lib, errors, torlink
 from .engine import Engine
 from .keys import ContactCard
 from .node import Node
@@ -40,7 +40,7 @@ class DaemonError(Exception):
     """The daemon cannot start; the message says why and what to do."""
 
 
-def open_links(cfg: dict) -> dict:
+def open_links(cfg: dict, home=None, identity=None, log=None) -> dict:
     links = {}
     lc = cfg.get("link", {})
     try:
@@ -50,25 +50,29 @@ def open_links(cfg: dict) -> dict:
             k = lc["kiss"]
             links["kiss"] = KissTransport(k.get("serial", "auto"), int(k.get("baud", 9600)),
                                           frame_size=int(k.get("frame", 255)))
+        if home is not None and torlink.enabled(cfg):
+            links["tor"] = torlink.TorLink(home, cfg, identity, log)
     except LinkError:
         for tr in links.values():
             tr.close()
         raise
     if not links:
-        raise DaemonError("no link configured: add one with `loramesh link udp HOST:PORT` or "
-                          "`loramesh link kiss DEVICE`")
+        raise DaemonError("no link configured: add one with `loramesh link udp HOST:PORT`, "
+                          "`loramesh link kiss DEVICE` or `loramesh tor on`")
     return links
 
 
 def parse_contact_addr(s: str):
-    """"udp:HOST:PORT" or "kiss" to (link, addr)."""
+    """"udp:HOST:PORT", "kiss" or "tor:ONION" to (link, addr)."""
     link, _, addr = s.partition(":")
     if link == "kiss" and not addr:
         return "kiss", ""
     if link == "udp" and addr:
         host, port = parse_addr(addr)
         return "udp", "%s:%d" % (host, port)
-    raise ValueError("address must be udp:HOST:PORT or kiss, got %r" % s)
+    if link == "tor" and addr:
+        return "tor", torlink.T.check_onion_address(addr)
+    raise ValueError("address must be udp:HOST:PORT, kiss or tor:ONION, got %r" % s)
 
 
 class Client:
@@ -118,12 +122,13 @@ class Daemon:
             raise DaemonError("another daemon runs for %s: %s" % (home.path, e))
         try:
             self.engine.set_history(*history_limits(cfg))
-            self.links = open_links(cfg)
+            self.links = open_links(cfg, home, identity, self.say)
         except (LinkError, DaemonError) as e:
             self.engine.close()
             raise DaemonError(str(e))
         self.node = Node(self.engine, self.links)
         self.default_radio()
+        self.tor_setup()
         self.transient = collections.deque(maxlen=TRANSIENT)
         self.clients = {}
         self.stopping = False
@@ -139,6 +144,37 @@ class Daemon:
                     self.engine.set_contact_addr(c.name, "kiss", "")
                 except errors.LoraMeshError:
                     pass
+
+    # ---- Tor (issue 17) --------------------------------------------------
+
+    def tor_setup(self) -> None:
+        """With the Tor link: its delivery deadline, and contacts' onion addresses."""
+        if "tor" not in self.links:
+            return
+        deadline = torlink.settings(self.cfg)["deadline"]
+        if deadline:
+            self.engine.set_link_deadline("tor", float(deadline))
+        self.tor_addrs()
+
+    def tor_addrs(self, name: str = None) -> None:
+        """Contacts whose card carries an onion address are reached there
+        too, after their other addresses (the card is the authority for a
+        contact's onion; without one, a `contact addr NAME tor:ONION` stays)."""
+        if "tor" not in self.links:
+            return
+        for c in self.engine.contacts() if name is None else [self.need(name)]:
+            with ContactCard(self.engine.contact_card(c.name)) as cc:
+                onion = cc.onion
+            if not onion:
+                continue
+            addrs = self.engine.contact_addrs(c.name)
+            want = [a for a in addrs if a[0] != "tor"] + [("tor", onion)]
+            if want != addrs:
+                self.engine.set_contact_addrs(c.name, want)
+
+    def my_onion(self):
+        tr = self.links.get("tor")
+        return tr.address if tr is not None else None
 
     def listen(self, path: str):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -298,7 +334,8 @@ class Daemon:
         return {"pid": os.getpid(), "version": __version__, "name": self.display,
                 "fingerprint": self.fingerprint(), "keystore": self.cfg["identity"]["keystore"],
                 "links": {n: getattr(t, "local", getattr(t, "device", "")) for n, t in self.links.items()},
-                "contacts": len(contacts), "queued": sum(x.queued for x in contacts)}
+                "contacts": len(contacts), "queued": sum(x.queued for x in contacts),
+                **({"tor": self.links["tor"].status()} if "tor" in self.links else {})}
 
     def contact_dict(self, x) -> dict:
         d = {"contact": x.name, "name": x.display_name, "fingerprint": x.fingerprint, "verified": x.verified,
@@ -317,6 +354,9 @@ class Daemon:
         with ContactCard(card) as cc:
             d.update(card=base64.b64encode(card).decode(), signing_key=cc.signing_key.hex(),
                      dh_keys={"x25519" if s == 1 else "p256": k.hex() for s, k in cc.dh_keys.items()})
+            if cc.onion:
+                d["onion"] = cc.onion
+        d["addrs"] = ["%s:%s" % a if a[1] else a[0] for a in self.engine.contact_addrs(x.name)]
         return d
 
     def need(self, name: str):
@@ -336,6 +376,7 @@ class Daemon:
             self.engine.set_contact_addr(name, *parse_contact_addr(req["addr"]))
         else:
             self.default_radio()
+        self.tor_addrs(name)
         out = {"contact": name, "fingerprint": fp, "result": result}
         if result == "replaced" and old is not None:
             out["old_fingerprint"] = old.fingerprint
@@ -357,6 +398,7 @@ class Daemon:
         if link not in self.links:
             raise ValueError("this node has no %s link (add one with `loramesh link %s ...`)" % (link, link))
         self.engine.set_contact_addr(req["contact"], link, addr)
+        self.tor_addrs(req["contact"])
         return {"contact": req["contact"], "addr": req["addr"]}
 
     def op_send(self, c, req):
@@ -396,7 +438,7 @@ class Daemon:
         return out
 
     def op_card(self, c, req):
-        card = self.identity.card(req.get("name") or self.display or "node")
+        card = self.identity.card(req.get("name") or self.display or "node", onion=self.my_onion())
         return {"card": base64.b64encode(card).decode()}
 
     def op_sign(self, c, req):

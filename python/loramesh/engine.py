@@ -109,6 +109,24 @@ class Engine(_Handle):
     def set_contact_addr(self, name: str, link: str, addr: str) -> None:
         _capi.engine_contact_set_addr(self.handle, name, link, addr)
 
+    def set_contact_addrs(self, name: str, addrs) -> None:
+        """Every (link, addr) the contact may be reached at: it is sent
+        where it last answered from and falls back to these."""
+        _capi.engine_contact_set_addrs(self.handle, name, addrs)
+
+    def contact_addrs(self, name: str) -> list:
+        """The contact's configured (link, addr) pairs."""
+        return _capi.engine_contact_addrs(self.handle, name)
+
+    def unreachable(self, link: str, addr: str, reason: str, now: int = None) -> None:
+        """The host could not deliver to link/addr (reason: why, shown if a
+        message later fails): contacts last heard there fall back."""
+        _capi.engine_unreachable(self.handle, now if now is not None else now_ms(), link, addr, reason)
+
+    def set_link_deadline(self, link: str, seconds: float) -> None:
+        """How long a message over link waits for delivery before it fails."""
+        _capi.engine_link_deadline(self.handle, link, int(seconds * 1000))
+
     def contacts(self) -> list:
         return [Contact(*c) for c in _capi.engine_contacts(self.handle)]
 

@@ -140,9 +140,24 @@ class IdentityKey(_Handle):
     def sign(self, data) -> bytes:
         return _capi.identity_sign(self.handle, data)
 
-    def card(self, name: str) -> bytes:
-        """This identity's signed contact card under display name."""
+    def card(self, name: str, onion: str = None) -> bytes:
+        """This identity's signed contact card under display name, with the
+        v3 onion address where the node is reached over Tor, if any."""
+        if onion:
+            return _capi.card_create_with(self.handle, name, onion)
         return _capi.card_create(self.handle, name)
+
+    def seal(self, purpose: str, data) -> bytes:
+        """data sealed to this identity for purpose (lm_seal): only this
+        identity opens it, and only for the same purpose."""
+        return _capi.seal(self.handle, purpose, data)
+
+    def unseal(self, purpose: str, sealed) -> bytearray:
+        """Opens what seal() made: a bytearray the caller wipes
+        (secure_wipe). AuthenticationError when it was sealed to another
+        identity or purpose, or damaged; MalformedError when it is not
+        sealed data at all."""
+        return _capi.unseal(self.handle, purpose, sealed)
 
     def responder(self) -> "Responder":
         """The identity's shared responder (remembers answered handshakes so
@@ -185,6 +200,7 @@ class ContactCard(_Handle):
         self.name = _capi.card_name(self._h)
         self.fingerprint = _capi.card_fingerprint(self._h)
         self.signing_key = _capi.card_signing_key(self._h)
+        self.onion = _capi.card_onion(self._h) or None  # checked by the core; None: not on Tor
         self.dh_keys = {}
         for s in (SUITE_X25519, SUITE_P256):
             try:

@@ -40,11 +40,16 @@ class Node:
 
     def flush(self) -> list:
         """Runs due timers, transmits what the engine wants sent; returns
-        link errors (the engine retries what did not go out)."""
+        link errors (the engine retries what did not go out). Links with
+        timers of their own (polled: Tor) are read on every call, and the
+        addresses they failed to reach are reported to the engine."""
+        errors = []
+        for name, tr in self.links.items():
+            if getattr(tr, "polled", False):
+                errors += self.readable(name)
         d = self.engine.deadline()
         if d is not None and d <= time.time():
             self.engine.tick()
-        errors = []
         for link, addr, packet in self.engine.packets():
             tr = self.links.get(link)
             if tr is None:
@@ -53,6 +58,10 @@ class Node:
                 tr.send(packet, addr)
             except LinkError as e:
                 errors.append(str(e))
+        for name, tr in self.links.items():
+            for addr, why in tr.failures() if hasattr(tr, "failures") else ():
+                self.engine.unreachable(name, addr, why)
+                errors.append("%s: %s unreachable: %s" % (name, addr, why))
         return errors
 
     def step(self, timeout: float):

@@ -11,7 +11,8 @@ def pump(engines, rounds=20, now=None):
     for _ in range(rounds):
         for name, e in engines.items():
             for link, addr, pkt in e.packets():
-                engines[addr].receive(link, name, pkt, now=now)
+                if addr in engines:  # others: nobody there
+                    engines[addr].receive(link, name, pkt, now=now)
         for name, e in engines.items():
             e.tick(now=now)
             evs[name] += list(e.events())
@@ -115,3 +116,26 @@ def test_history_is_kept_sealed_and_limited(pair, tmp_path):
     with Engine(b, str(tmp_path / "b")) as again:
         assert list(again.history()) == []  # dropping it was saved too
     es["b"] = Engine(b, str(tmp_path / "b2"))  # for the fixture's close
+
+
+def test_several_addresses_unreachable_and_deadline(pair):
+    es, a, b = pair
+    ea = es["a"]
+    ea.add_link("tor", "stream")
+    onion = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion"
+    ea.set_contact_addrs("b", [("udp", "b"), ("tor", onion)])
+    assert ea.contact_addrs("b") == [("udp", "b"), ("tor", onion)]
+    with pytest.raises(lm.InvalidArgumentError):
+        ea.set_contact_addrs("b", [("radio", "")])
+    ea.set_link_deadline("tor", 90)
+    with pytest.raises(lm.InvalidArgumentError):
+        ea.set_link_deadline("tor", 0)
+    mid = ea.send("b", "hi")
+    pump(es)
+    assert ea.contact("b").last_link == "udp"
+    # b's address stops working: a forgets it and falls back to both.
+    ea.unreachable("udp", "b", "connection refused\n(a test)")
+    assert ea.contact("b").last_link == ""
+    ea.set_contact_addrs("b", [])
+    assert ea.contact_addrs("b") == []
+    assert mid

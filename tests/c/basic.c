@@ -271,6 +271,36 @@ static void test_cards(uint64_t alice, uint64_t bob, uint64_t *ca, uint64_t *cb)
 	CHECK(lm_card_fingerprint(*ca, s, &n), LM_ERR_BUFFER_TOO_SMALL);
 	REQUIRE(n == 20);
 
+	/* Onion addresses: cards without one say "", cards with one carry it. */
+	const char *onion = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion";
+	n = sizeof s;
+	OK(lm_card_onion(*ca, s, &n));
+	REQUIRE(n == 1 && s[0] == 0);
+	OK(lm_onion_check(onion));
+	CHECK(lm_onion_check("2GZYXA5IHM7NSGGFXNU52RCK2VV4RVMDLKIU3ZZUI5DU4XYCLEN53WID.onion"), LM_ERR_MALFORMED);
+	CHECK(lm_onion_check("2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wia.onion"), LM_ERR_MALFORMED);
+	CHECK(lm_onion_check(NULL), LM_ERR_INVALID_ARG);
+	uint8_t obuf[512];
+	size_t olen = 0;
+	CHECK(lm_card_create_with(alice, "Alice", onion, NULL, &olen), LM_ERR_BUFFER_TOO_SMALL);
+	REQUIRE(olen == alen + 65);
+	OK(lm_card_create_with(alice, "Alice", onion, obuf, &olen));
+	uint64_t co = 0;
+	OK(lm_card_parse(obuf, olen, &co));
+	char so[80];
+	n = sizeof so;
+	OK(lm_card_onion(co, so, &n));
+	REQUIRE(n == strlen(onion) + 1 && strcmp(so, onion) == 0);
+	n = 10;
+	CHECK(lm_card_onion(co, so, &n), LM_ERR_BUFFER_TOO_SMALL);
+	REQUIRE(n == strlen(onion) + 1);
+	OK(lm_card_close(co));
+	olen = sizeof obuf;
+	CHECK(lm_card_create_with(alice, "Alice", "nope.onion", obuf, &olen), LM_ERR_BAD_CARD);
+	olen = sizeof obuf;
+	OK(lm_card_create_with(alice, "Alice", NULL, obuf, &olen));
+	REQUIRE(olen == alen && memcmp(obuf, abuf, alen) == 0);
+
 	/* The card's keys are the identity's. */
 	uint8_t k1[33], k2[33];
 	size_t n1 = sizeof k1, nk = sizeof k2;
@@ -679,6 +709,44 @@ static void test_handshake_errors(uint64_t alice, uint64_t bob, uint64_t respond
 	CHECK(lm_responder_close(strict), LM_ERR_HANDLE);
 }
 
+/* Sealed data: opens only with the identity and purpose it was sealed for;
+ * sizes are reported before any work; damage is refused. */
+static void test_seal(uint64_t alice, uint64_t bob) {
+	static const uint8_t key[64] = "an onion service key, 64 bytes of it, for the sealing test....";
+	uint8_t sealed[64 + LM_SEAL_MAX_OVERHEAD], opened[80];
+	size_t n = 0, m = sizeof opened;
+	CHECK(lm_seal(alice, "onion-key", key, sizeof key, NULL, &n), LM_ERR_BUFFER_TOO_SMALL);
+	REQUIRE(n > sizeof key && n <= sizeof sealed);
+	n = sizeof sealed;
+	OK(lm_seal(alice, "onion-key", key, sizeof key, sealed, &n));
+	for (size_t i = 0; i + 16 <= n; i++)
+		REQUIRE(memcmp(sealed + i, key, 16) != 0);
+	size_t need = 0;
+	CHECK(lm_unseal(alice, "onion-key", sealed, n, NULL, &need), LM_ERR_BUFFER_TOO_SMALL);
+	REQUIRE(need == sizeof key);
+	OK(lm_unseal(alice, "onion-key", sealed, n, opened, &m));
+	REQUIRE(m == sizeof key && memcmp(opened, key, m) == 0);
+	lm_secure_wipe(opened, sizeof opened);
+	m = sizeof opened;
+	CHECK(lm_unseal(bob, "onion-key", sealed, n, opened, &m), LM_ERR_AUTH);
+	CHECK(lm_unseal(alice, "other", sealed, n, opened, &m), LM_ERR_AUTH);
+	CHECK(lm_unseal(alice, "state", sealed, n, opened, &m), LM_ERR_AUTH);
+	REQUIRE(m == sizeof opened); /* unchanged on error */
+	sealed[n - 1] ^= 1;
+	CHECK(lm_unseal(alice, "onion-key", sealed, n, opened, &m), LM_ERR_AUTH);
+	sealed[n - 1] ^= 1;
+	sealed[0] ^= 1;
+	CHECK(lm_unseal(alice, "onion-key", sealed, n, opened, &m), LM_ERR_MALFORMED);
+	sealed[0] ^= 1;
+	CHECK(lm_unseal(alice, "onion-key", sealed, 20, opened, &m), LM_ERR_MALFORMED);
+	CHECK(lm_seal(alice, "Onion Key", key, sizeof key, sealed, &n), LM_ERR_INVALID_ARG);
+	CHECK(lm_seal(alice, "", key, sizeof key, sealed, &n), LM_ERR_INVALID_ARG);
+	CHECK(lm_seal(alice, NULL, key, sizeof key, sealed, &n), LM_ERR_INVALID_ARG);
+	CHECK(lm_seal(alice, "onion-key", NULL, 5, sealed, &n), LM_ERR_INVALID_ARG);
+	CHECK(lm_seal(alice + 1000, "onion-key", key, sizeof key, sealed, &n), LM_ERR_HANDLE);
+	CHECK(lm_unseal(alice, "onion-key", sealed, n, opened, NULL), LM_ERR_INVALID_ARG);
+}
+
 int main(int argc, char **argv) {
 	if (argc != 2) {
 		fprintf(stderr, "usage: basic DIR\n");
@@ -688,6 +756,7 @@ int main(int argc, char **argv) {
 	uint64_t alice = 0, bob = 0;
 	test_keystore(argv[1], &alice, &bob);
 	test_identity(alice);
+	test_seal(alice, bob);
 	uint64_t ca, cb;
 	test_cards(alice, bob, &ca, &cb);
 

@@ -140,6 +140,33 @@ int main(int argc, char **argv) {
 	}
 	REQUIRE(n[0].messages == 1 && strcmp(n[0].last_text, "back") == 0);
 
+	/* Several addresses: a second link, a list back, a failure reported. */
+	OK(lm_engine_add_link(n[0].e, "tor", LM_LINK_STREAM, 0));
+	OK(lm_engine_link_deadline(n[0].e, "tor", 60000));
+	CHECK(lm_engine_link_deadline(n[0].e, "nolink", 60000), LM_ERR_INVALID_ARG);
+	CHECK(lm_engine_link_deadline(n[0].e, "tor", 0), LM_ERR_INVALID_ARG);
+	const char *links[] = {"udp", "tor"};
+	const char *places[] = {"bob", "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion"};
+	OK(lm_engine_contact_set_addrs(n[0].e, "bob", links, places, 2));
+	char addrs[512];
+	size_t al = sizeof addrs;
+	OK(lm_engine_contact_addrs(n[0].e, "bob", addrs, &al));
+	REQUIRE(strcmp(addrs, "udp\tbob\ntor\t2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion\n") == 0);
+	REQUIRE(al == strlen(addrs) + 1);
+	const char *nolink[] = {"udp", "radio"};
+	CHECK(lm_engine_contact_set_addrs(n[0].e, "bob", nolink, places, 2), LM_ERR_INVALID_ARG);
+	CHECK(lm_engine_contact_set_addrs(n[0].e, "bob", NULL, places, 2), LM_ERR_INVALID_ARG);
+	CHECK(lm_engine_contact_set_addrs(n[0].e, "bob", links, places, 17), LM_ERR_INVALID_ARG);
+	CHECK(lm_engine_contact_addrs(n[0].e, "nobody", addrs, &al), LM_ERR_NOT_FOUND);
+	/* bob was last heard at udp:bob: reported unreachable, alice forgets it. */
+	OK(lm_engine_unreachable(n[0].e, now_ms(), "udp", "bob", "connection refused"));
+	ll = sizeof list;
+	OK(lm_engine_contacts(n[0].e, list, &ll));
+	REQUIRE(strstr(list, "\tudp\tbob\n") == NULL);
+	CHECK(lm_engine_unreachable(n[0].e, now_ms(), "udp", "bob", "two\nlines"), LM_ERR_INVALID_ARG);
+	CHECK(lm_engine_unreachable(n[0].e, now_ms(), "udp", "bob", NULL), LM_ERR_INVALID_ARG);
+	OK(lm_engine_contact_set_addrs(n[0].e, "bob", links, places, 1));
+
 	/* Wrong inputs. */
 	CHECK(lm_engine_open(n[0].id, NULL, 0, &again), LM_ERR_INVALID_ARG);
 	CHECK(lm_engine_open(12345, dir[0], 0, &again), LM_ERR_HANDLE);
@@ -177,6 +204,9 @@ int main(int argc, char **argv) {
 	ll = sizeof list;
 	OK(lm_engine_contacts(n[0].e, list, &ll));
 	REQUIRE(strncmp(list, "bob\t", 4) == 0);
+	al = sizeof addrs;
+	OK(lm_engine_contact_addrs(n[0].e, "bob", addrs, &al));
+	REQUIRE(strcmp(addrs, "udp\tbob\n") == 0);
 	OK(lm_engine_close(n[0].e));
 	OK(lm_identity_close(n[0].id));
 	printf("engine: ok\n");
