@@ -85,7 +85,7 @@ def prompt(what: str, tty_path: str = "/dev/tty") -> Secret:
     except OSError:
         raise SecretError("no terminal to ask for the %s on" % what)
     try:
-        os.write(fd, ("%s: " % what[:1].upper() + what[1:]).encode())
+        os.write(fd, ("%s: " % (what[:1].upper() + what[1:])).encode())
         old = termios.tcgetattr(fd)
         new = list(old)
         new[3] &= ~(termios.ECHO | termios.ECHONL)
