@@ -72,9 +72,13 @@ def check(home, secret, configured):
     return outcome, inside
 
 
-def kill_runs(homes, args, secret, runs, configured):
+def kill_runs(homes, args, secret, runs, configured, fresh=False):
     """Starts `loramesh init ARGS` in each home in turn, kills it at a random
-    moment of its run, checks the result; returns the outcomes."""
+    moment of its run, checks the result; returns the outcomes. With fresh
+    (a first init), every other kill waits for the home directory to appear,
+    init's first write, and falls in the rest of the run: on a loaded machine
+    the start-up time varies so much that kills timed from the start alone
+    mostly land before the first write or after the last."""
     env = cli_env()
     cmd = lambda home: [sys.executable, "-m", "loramesh", "--home", str(home)] + args + [
         "--passphrase-file", str(secret)]
@@ -87,12 +91,22 @@ def kill_runs(homes, args, secret, runs, configured):
         t = time.monotonic()
         p = subprocess.Popen(cmd(home), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if i % 10 == 0:  # a complete run now and then: how long one takes
-            p.wait()
+            made = None
+            while p.poll() is None:
+                if made is None and home.exists():
+                    made = time.monotonic() - t
+                time.sleep(0.002)
             full = time.monotonic() - t
+            rest = full - (made if made is not None else start)
+        elif fresh and i % 2:
+            while not home.exists() and p.poll() is None:
+                time.sleep(0.002)
+            time.sleep(random.uniform(0, 1.1 * rest))
         else:
             time.sleep(random.uniform(0.8 * start, 1.1 * full))
+        if p.poll() is None:
             p.send_signal(signal.SIGKILL)
-            p.wait()
+        p.wait()
         outcomes.append(check(home, secret, configured))
     return outcomes
 
@@ -118,7 +132,7 @@ def test_kill_during_first_init(tmp_path):
     secret = tmp_path / "secret"
     secret.write_text(PASS + "\n")
     configured = set()
-    out = kill_runs(lambda i: tmp_path / ("n%d" % i), ["init"] + ARGS, secret, 60, configured)
+    out = kill_runs(lambda i: tmp_path / ("n%d" % i), ["init"] + ARGS, secret, 60, configured, fresh=True)
     report("first init", out)
 
 
