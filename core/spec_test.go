@@ -1,6 +1,7 @@
 package core_test
 
 import (
+	"bytes"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/keystore"
 )
 
 // Issue 11 #15: the first bytes of a packet as docs/PROTOCOL.md §1 sorts
@@ -81,6 +83,32 @@ func TestCardKindsAndUnknownSuites(t *testing.T) {
 		dh := map[int][]byte{1: x.PublicKey().Bytes(), s: x.PublicKey().Bytes()}
 		if _, err := core.ParseCard(card(5, dh)); !errors.Is(err, core.ErrBadCard) {
 			t.Errorf("card with suite %d next to suite 1 accepted: %v", s, err)
+		}
+	}
+}
+
+// Issue 11 #15, PROTOCOL.md §4: a forgery carrying a skipped number's hint
+// fails to decrypt with the stored key and leaves it stored, so the genuine
+// message still opens, once.
+func TestFailedDecryptKeepsSkippedKey(t *testing.T) {
+	is, rs := handshake(t, mustIdentity(t), mustIdentity(t), keystore.X25519, nil)
+	cts := send(t, is, 3)
+	if _, err := rs.Decrypt(cts[2]); err != nil { // 0 and 1 are skipped
+		t.Fatal(err)
+	}
+	for _, i := range []int{5, len(cts[0]) - 1} { // a ciphertext byte, a tag byte; the hint kept
+		bad := bytes.Clone(cts[0])
+		bad[i] ^= 0x80
+		if _, err := rs.Decrypt(bad); !errors.Is(err, core.ErrAuth) {
+			t.Fatalf("forgery with a skipped hint: %v", err)
+		}
+	}
+	for _, i := range []int{0, 1} {
+		if pt, err := rs.Decrypt(cts[i]); err != nil || len(pt) == 0 {
+			t.Fatalf("skipped message %d after a forgery: %v", i, err)
+		}
+		if _, err := rs.Decrypt(cts[i]); !errors.Is(err, core.ErrReplay) {
+			t.Fatalf("skipped message %d opened twice: %v", i, err)
 		}
 	}
 }
