@@ -192,7 +192,7 @@ func codeOf(err error, def C.int) C.int {
 		return errUnsupported
 	case errors.Is(err, keystore.ErrInvalidPublicKey):
 		return errInvalidKey
-	case errors.Is(err, pkcs11.ErrURI), errors.Is(err, keystore.ErrInvalidName):
+	case errors.Is(err, pkcs11.ErrURI), errors.Is(err, keystore.ErrInvalidName), errors.Is(err, core.ErrBadName):
 		return errInvalidArg
 	case errors.Is(err, tpm.ErrNoDevice):
 		return errNotFound

@@ -379,8 +379,12 @@ int lm_unseal(uint64_t identity, const char *purpose, const uint8_t *sealed, siz
 
 /* ---- Contact cards ------------------------------------------------------ */
 
-/* Creates the identity's signed contact card under display name (1-64 bytes
- * of printable UTF-8): the bytes to hand to a contact. */
+/* Creates the identity's signed contact card under display name (UTF-8): the
+ * bytes to hand to a contact. The card carries the name prepared as
+ * docs/PROTOCOL.md §5 says (PRECIS Nickname profile, RFC 8266: spaces
+ * trimmed and merged, NFKC; lm_card_name returns it); a name the rule
+ * refuses (empty, over 64 bytes, controls, invisible or blank code points)
+ * is LM_ERR_INVALID_ARG, and lm_last_error says why. */
 int lm_card_create(uint64_t identity, const char *name, uint8_t *out, size_t *len);
 
 /* lm_card_create with the optional fields: onion, a v3 onion address where

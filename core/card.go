@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/loramesh/loramesh-core/internal/errs"
 	"github.com/loramesh/loramesh-core/keystore"
+	"golang.org/x/text/secure/precis"
 )
 
 // A contact card binds a display name, a signing key, one DH key per suite
@@ -40,16 +40,25 @@ type Card struct {
 	raw   []byte
 }
 
-const maxName = 64
+// ErrBadName: a display name outside the rule of docs/PROTOCOL.md §5.
+var ErrBadName = errs.New("invalid display name")
 
-func validName(n string) bool {
-	if n == "" || len(n) > maxName || !utf8.ValidString(n) {
-		return false
+// PrepareName returns name as a card carries it (docs/PROTOCOL.md §5): the
+// PRECIS Nickname profile (RFC 8266) enforced, with Unicode 15.0.0 tables
+// (precis.UnicodeVersion), which maps non-ASCII spaces to U+0020, drops
+// leading and trailing spaces, merges inner runs, normalises to NFKC and
+// refuses controls and unassigned, default-ignorable (U+034F, U+FE0F,
+// U+3164, U+115F) and bidi-control code points; then at most 64 bytes and
+// no blanks the profile allows (U+2800 braille blank, U+1D159 null notehead).
+func PrepareName(name string) (string, error) {
+	p, err := precis.Nickname.String(name)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadName, err)
 	}
-	// Printable only: no control characters, and no format characters
-	// (U+202E right-to-left override, zero-width joiners) that would let
-	// one name display as another.
-	return strings.IndexFunc(n, func(r rune) bool { return !unicode.IsPrint(r) }) < 0
+	if len(p) > 64 || strings.ContainsAny(p, "\u2800\U0001D159") {
+		return "", fmt.Errorf("%w: longer than 64 bytes, or a blank code point", ErrBadName)
+	}
+	return p, nil
 }
 
 // CardOptions are a card's optional fields.
@@ -69,8 +78,9 @@ func NewCardWith(id keystore.Identity, name string, opt CardOptions) ([]byte, er
 			return nil, fmt.Errorf("card: %w: %w", ErrBadCard, err)
 		}
 	}
-	if !validName(name) {
-		return nil, fmt.Errorf("card: name must be 1-%d bytes of printable UTF-8: %w", maxName, ErrBadCard)
+	name, err := PrepareName(name)
+	if err != nil {
+		return nil, fmt.Errorf("card: %w", err)
 	}
 	key, err := SigningKeyOf(id)
 	if err != nil {
@@ -112,8 +122,9 @@ func ParseCard(b []byte) (*Card, error) {
 	if body.Version != 1 {
 		return nil, fmt.Errorf("%w: %w", ErrBadCard, ErrVersion)
 	}
-	if !validName(body.Name) {
-		return nil, fmt.Errorf("%w: invalid name", ErrBadCard)
+	// One name, one encoding: only the prepared form is accepted.
+	if n, err := PrepareName(body.Name); err != nil || n != body.Name {
+		return nil, fmt.Errorf("%w: %w", ErrBadCard, ErrBadName)
 	}
 	key, err := ParseSigningKey(body.SigningKey)
 	if err != nil {

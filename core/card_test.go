@@ -62,7 +62,7 @@ func TestCards(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"", "bell\a", string(make([]byte, 65)), "\xff", "bob\u202egpj", "a\u200db"} {
-		if _, err := core.NewCard(mem, name); !errors.Is(err, core.ErrBadCard) {
+		if _, err := core.NewCard(mem, name); !errors.Is(err, core.ErrBadName) {
 			t.Fatalf("name %q: %v", name, err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/loramesh/loramesh-core/internal/prim"
+	"github.com/loramesh/loramesh-core/internal/replay"
 	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 )
@@ -302,7 +303,7 @@ type Responder struct {
 
 	mu      sync.Mutex
 	allowed map[keystore.PublicKey]bool // nil: anyone
-	replay  *replayCache
+	replay  *replay.Cache
 }
 
 // UnknownPeerError is a handshake from a static key the allow list lacks;
@@ -316,7 +317,7 @@ func (e *UnknownPeerError) Unwrap() error { return ErrUnknownPeer }
 // NewResponder answers handshakes for id.
 func NewResponder(id keystore.Identity, cfg *Config) *Responder {
 	c := cfg.orDefault()
-	return &Responder{id: id, cfg: c, replay: newReplayCache(c.ReplayCache)}
+	return &Responder{id: id, cfg: c, replay: replay.New(c.ReplayCache)}
 }
 
 // Allow restricts the initiators answered to these static keys (added to
@@ -349,10 +350,10 @@ func (r *Responder) accepts(k keystore.PublicKey) bool {
 	return r.allowed == nil || r.allowed[k]
 }
 
-func (r *Responder) replayed(t replayTag) bool {
+func (r *Responder) replayed(t replay.Tag) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.replay.seen(t)
+	return r.replay.Seen(t)
 }
 
 // Respond reads handshake message 1 and answers it with message 2 carrying
@@ -375,7 +376,7 @@ func (r *Responder) Respond(packet, reply []byte) (sess *Session, payload, msg2 
 		return fail("", err)
 	}
 	// Checked before any DH: a replay costs the token nothing.
-	tag := tagOf(m.e)
+	tag := replay.TagOf(m.e)
 	if r.replayed(tag) {
 		return fail("", ErrReplay)
 	}
@@ -440,7 +441,7 @@ func (r *Responder) Respond(packet, reply []byte) (sess *Session, payload, msg2 
 	// Remembered only once message 1 authenticated, so forgeries cannot
 	// evict genuine entries; only a peer that passes Allow can.
 	r.mu.Lock()
-	added := r.replay.add(tag, rs)
+	added := r.replay.Add(tag, rs)
 	r.mu.Unlock()
 	if !added { // a concurrent Respond took this message 1 first
 		sess.Close()

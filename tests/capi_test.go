@@ -138,6 +138,17 @@ func TestCEngine(t *testing.T) {
 	run(t, nil, exe, t.TempDir())
 }
 
+// TestCVerifySmallOrder: lm_verify refuses the neutral point (01 00..00,
+// and as y = p + 1) and the other small-order keys with the signature
+// (neutral point, S = 0) over 1,000 messages each (issue 16 #5).
+func TestCVerifySmallOrder(t *testing.T) {
+	t.Parallel()
+	exe := compile(t, "smallorder")
+	if out := run(t, nil, exe); !strings.Contains(out, "0 of 8000 forged signatures") {
+		t.Fatalf("unexpected output: %s", out)
+	}
+}
+
 func TestCThreads(t *testing.T) {
 	t.Parallel()
 	exe := compile(t, "threads")

@@ -324,7 +324,40 @@ func Expected(s keystore.Suite, bSeed []byte, aPub keystore.PublicKey, ra, rb [3
 	}
 	k1, k2 := c1.UnsafeKey(), c2.UnsafeKey()
 	out["session key i->r"], out["session key r->i"] = k1[:], k2[:]
+	// Noise's ck and k after message 1 (MixKey of es, then of ss): the
+	// state the initiator keeps for message 2 and copies for each one it
+	// reads (symmetric.clone).
+	ck := sha256.Sum256([]byte(s.String()))
+	if len(s.String()) <= 32 {
+		ck = [32]byte{}
+		copy(ck[:], s.String())
+	}
+	var k []byte
+	for _, ikm := range [][]byte{out["DH es"], out["DH ss"]} {
+		var c1 []byte
+		c1, k = hkdf2(ck[:], ikm)
+		copy(ck[:], c1)
+	}
+	if len(tr.Msg2) < 5 || !bytes.Equal(hmacSHA256(ck[:], []byte("loramesh response hint"))[:4], tr.Msg2[1:5]) {
+		return nil, errors.New("memscan: ck after message 1 does not give message 2's hint")
+	}
+	out["ck after message 1"], out["k after message 1"] = ck[:], k
 	return out, nil
+}
+
+// hkdf2 is Noise's HKDF with SHA-256 and two outputs.
+func hkdf2(ck, ikm []byte) ([]byte, []byte) {
+	t := hmacSHA256(ck, ikm)
+	o1 := hmacSHA256(t, []byte{1})
+	return o1, hmacSHA256(t, o1, []byte{2})
+}
+
+func hmacSHA256(key []byte, data ...[]byte) []byte {
+	m := hmac.New(sha256.New, key)
+	for _, d := range data {
+		m.Write(d)
+	}
+	return m.Sum(nil)
 }
 
 // Child is a custody child seen from the parent.

@@ -30,10 +30,10 @@ import time
 from . import __version__, chat, errors, torlink
 from .chat import render
 from .client import DaemonFailed, NotRunning, connect, read_secret, try_connect
-from .config import ConfigError, Home, dumps_toml, write_atomic
+from .config import ConfigError, Home, dumps_toml, loads_toml, write_atomic
 from .daemon import Daemon, DaemonError, report
 from .identity import SECRET_NAMES, open_identity, open_keystore, secret_needed
-from .keys import ContactCard
+from .keys import ContactCard, IdentityKey
 from .secret_input import SecretError, has_terminal, prompt
 from .text import escape
 from .transport import parse_addr
@@ -100,25 +100,111 @@ def daemon(args, home, start=True):
 
 # ---- init and identity -------------------------------------------------
 
+def prepare_display_name(name: str) -> str:
+    """name as the card carries it (docs/PROTOCOL.md §5), checked before
+    anything is created: a refused name is a usage error that says why."""
+    try:
+        with IdentityKey.generate() as probe, ContactCard(probe.card(name)) as c:
+            prepared = c.name
+    except errors.InvalidArgumentError as e:
+        raise CliError("display name %s refused (%s): use 1-64 bytes of text without control, invisible or blank "
+                       "characters (docs/PROTOCOL.md §5)" % (ascii(name), e), EXIT_USAGE)
+    if prepared != name:
+        print("loramesh: note: the display name is stored as %s" % ascii(prepared), file=sys.stderr)
+    return prepared
+
+
+def _pending_path(home) -> str:
+    return os.path.join(home.path, "init.pending")
+
+
+def _card_matches(home, cfg) -> bool:
+    """Whether the card file is the card of the identity cfg names (the
+    fingerprint config.toml records; configs from before it: any card)."""
+    try:
+        with open(home.card_path, "rb") as f, ContactCard(f.read()) as c:
+            return cfg["identity"].get("fingerprint", c.fingerprint) == c.fingerprint
+    except (OSError, errors.LoraMeshError):
+        return False
+
+
 def cmd_init(args, home, out):
-    old = None
-    if home.exists():
-        if not args.force:
+    """Creates the node, or replaces its identity (--force), so that every
+    prefix of the run leaves a node that works or that a plain `loramesh
+    init` finishes: init.pending (the new configuration, naming a fresh
+    identity) is written first; then the identity is created (the old one
+    stays, a backup); config.toml, which records the card's fingerprint, is
+    switched atomically; the card is written; init.pending goes. `init`
+    finds an interrupted run by init.pending, or by a card that is not the
+    one config.toml expects, and completes it."""
+    try:
+        with open(_pending_path(home), "r", encoding="utf-8") as f:
+            pending = loads_toml(f.read())
+    except FileNotFoundError:
+        pending = None
+    old = home.load_config() if home.exists() else None
+    if pending is None and old and not args.force:
+        if _card_matches(home, old):
             raise CliError("%s already holds a node (`loramesh id` shows it); `loramesh init --force` replaces "
                            "its identity and keeps the old one as a backup" % home.path, EXIT_USAGE)
-        old = home.load_config()
+        pending = old  # config.toml switched, its card not yet written
+    if old:
         try:
             try_connect(home).close()
             raise CliError("the node's daemon is running: stop it first with `loramesh stop`", EXIT_USAGE)
         except NotRunning:
             pass
-        if not args.yes:
-            if not has_terminal():
-                raise CliError("replacing an identity needs confirmation: run on a terminal, or add --yes", EXIT_USAGE)
-            with prompt("type 'replace' to replace this node's identity (the old one is kept as a backup)") as ans:
-                if bytes(ans) != b"replace":
-                    raise CliError("not replaced", EXIT_USAGE)
-    display = args.name or os.environ.get("USER") or socket.gethostname()
+    if pending is not None:
+        cfg = pending
+        print("loramesh: finishing an interrupted `loramesh init` (identity %r)" % cfg["identity"]["name"],
+              file=sys.stderr)
+    else:
+        cfg = _new_config(args, home, old)
+    ident = cfg["identity"]
+    os.makedirs(home.path, mode=0o700, exist_ok=True)
+    need = secret_needed(ident)
+    secret = None
+    if need:
+        secret = read_secret(need[0], secret_source(args), confirm=True, allow_empty=need[1])
+        if need[0] == SECRET_NAMES["tpm"] and not secret:
+            print("loramesh: warning: no auth value: the TPM key is usable by anyone who can reach the TPM",
+                  file=sys.stderr)
+    with open_keystore(cfg, secret) as ks:
+        taken = set(ks.list())
+        if pending is None:
+            ident["name"] = next(n for n in ["node"] + ["node-%d" % i for i in range(2, 1000)] if n not in taken)
+            write_atomic(_pending_path(home), dumps_toml(cfg).encode("utf-8"))
+        with (ks.load if ident["name"] in taken else ks.generate)(ident["name"]) as idk:
+            card = idk.card(ident["display_name"])
+    with ContactCard(card) as c:
+        ident["fingerprint"] = fp = c.fingerprint
+    home.save_config(cfg)
+    write_atomic(home.card_path, card, 0o644)
+    try:
+        os.unlink(_pending_path(home))
+    except FileNotFoundError:
+        pass
+    name = ident["name"]
+    info = {"name": ident["display_name"], "fingerprint": fp, "keystore": ident["keystore"], "identity": name,
+            "config": home.config_path}
+    text = "%s identity %r in the %s keystore\nfingerprint %s\nconfig %s" % (
+        "created" if pending is None else "finished setting up", name, ident["keystore"], fp, home.config_path)
+    if old and old["identity"].get("name") != name:
+        info["backup"] = old["identity"].get("name")
+        text += "\nthe previous identity %r is kept in the keystore as a backup" % info["backup"]
+    out.result(info, text)
+
+
+def _new_config(args, home, old) -> dict:
+    """config.toml for a new identity, from the options (after the
+    confirmation a replacement needs)."""
+    display = prepare_display_name(args.name or os.environ.get("USER") or socket.gethostname())
+    if old and not args.yes:
+        if not has_terminal():
+            raise CliError("replacing an identity needs confirmation: run on a terminal, or add --yes", EXIT_USAGE)
+        with prompt("type 'replace' to replace this node's identity (the old one is kept as a backup)") as ans:
+            if bytes(ans) != b"replace":
+                raise CliError("not replaced", EXIT_USAGE)
     if args.pkcs11:
         ident = {"keystore": "pkcs11", "uri": args.pkcs11}
         conf = args.softhsm2_conf or os.environ.get("SOFTHSM2_CONF")
@@ -144,45 +230,21 @@ def cmd_init(args, home, out):
         cfg["link"]["kiss"] = {"serial": args.serial, "baud": 9600}
     if not cfg["link"]:
         cfg["link"]["udp"] = {"bind": "0.0.0.0:7000"}
-    os.makedirs(home.path, mode=0o700, exist_ok=True)
-    need = secret_needed(ident)
-    secret = None
-    if need:
-        secret = read_secret(need[0], secret_source(args), confirm=True, allow_empty=need[1])
-        if need[0] == SECRET_NAMES["tpm"] and not secret:
-            print("loramesh: warning: no auth value: the TPM key is usable by anyone who can reach the TPM",
-                  file=sys.stderr)
-    # Every prefix of this sequence leaves a working node: a new identity
-    # under a fresh name, the card, then config.toml switched atomically;
-    # the old identity stays as it was, a backup.
-    with open_keystore(cfg, secret) as ks:
-        taken = set(ks.list())
-        name = next(n for n in ["node"] + ["node-%d" % i for i in range(2, 1000)] if n not in taken)
-        with ks.generate(name) as idk:
-            card = idk.card(display)
-    ident["name"] = name
-    write_atomic(home.card_path, card, 0o644)
-    home.save_config(cfg)
-    with ContactCard(card) as c:
-        fp = c.fingerprint
-    info = {"name": display, "fingerprint": fp, "keystore": ident["keystore"], "identity": name,
-            "config": home.config_path}
-    text = "created identity %r in the %s keystore\nfingerprint %s\nconfig %s" % (
-        name, ident["keystore"], fp, home.config_path)
-    if old:
-        info["backup"] = old["identity"].get("name")
-        text += "\nthe previous identity %r is kept in the keystore as a backup" % info["backup"]
-    out.result(info, text)
+    return cfg
 
 
 def my_card(home) -> bytes:
-    home.load_config()
+    cfg = home.load_config()
     try:
         with open(home.card_path, "rb") as f:
-            return f.read()
+            card = f.read()
     except OSError as e:
-        raise CliError("cannot read %s: %s (run `loramesh init --force` to make it again)"
+        raise CliError("cannot read %s: %s (run `loramesh init` to make it again)"
                        % (home.card_path, e.strerror), EXIT_KEYSTORE)
+    if not _card_matches(home, cfg):
+        raise CliError("%s is not the card of the identity config.toml names (an interrupted `loramesh init`): "
+                       "run `loramesh init` to finish it" % home.card_path, EXIT_KEYSTORE)
+    return card
 
 
 def cmd_id(args, home, out):
@@ -252,9 +314,11 @@ def cmd_identity_use(args, home, out):
     need = secret_needed(cfg["identity"])
     secret = read_secret(need[0], secret_source(args), allow_empty=need[1]) if need else None
     with open_identity(cfg, secret) as idk:
-        card = idk.card(cfg["identity"].get("display_name") or "node")
-    write_atomic(home.card_path, card, 0o644)
+        card = idk.card(prepare_display_name(cfg["identity"].get("display_name") or "node"))
+    with ContactCard(card) as c:  # config.toml first, as init does: a plain `init` writes the card
+        cfg["identity"]["fingerprint"] = c.fingerprint
     home.save_config(cfg)
+    write_atomic(home.card_path, card, 0o644)
     with ContactCard(card) as c:
         out.result({"identity": args.name, "fingerprint": c.fingerprint},
                    "the node now uses identity %r, fingerprint %s" % (args.name, c.fingerprint))

@@ -40,7 +40,7 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, mode=0o700, exist_ok=True)
     _clean_temps(d)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-" + os.path.basename(path) + "-")
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-%s-%d-" % (os.path.basename(path), os.getpid()))
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
@@ -63,20 +63,31 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
 
 def _clean_temps(d: str) -> None:
     """Removes temporaries of write_atomic that a crash left: never renamed
-    into place, they are garbage (and never secrets: keys are written by
-    the library)."""
+    into place, they are garbage (keys are written by the library, but
+    config.toml may hold a pin-value). A temporary is removed once the
+    process named in it is gone, or after 60 s (one without a pid)."""
     try:
         names = os.listdir(d)
     except OSError:
         return
     for n in names:
-        if n.startswith(".tmp-"):
-            try:
-                st = os.stat(os.path.join(d, n))
-                if time.time() - st.st_mtime > 60:  # not one being written now
-                    os.unlink(os.path.join(d, n))
-            except OSError:
-                pass
+        if not n.startswith(".tmp-"):
+            continue
+        try:
+            pid = int(n.rsplit("-", 2)[1])
+            os.kill(pid, 0)
+            gone = False
+        except (ValueError, IndexError):
+            gone = None
+        except ProcessLookupError:
+            gone = True
+        except OSError:
+            gone = False
+        try:
+            if gone or (gone is None and time.time() - os.stat(os.path.join(d, n)).st_mtime > 60):
+                os.unlink(os.path.join(d, n))
+        except OSError:
+            pass
 
 
 # ---- TOML -------------------------------------------------------------
@@ -183,6 +194,7 @@ class Home:
         return p
 
     def load_config(self) -> dict:
+        _clean_temps(self.path)
         try:
             with open(self.config_path, "r", encoding="utf-8") as f:
                 return loads_toml(f.read())

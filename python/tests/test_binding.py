@@ -71,6 +71,40 @@ def test_sign_verify():
             lm.verify(a.public_bytes()[:31], b"data", sig)
 
 
+def test_verify_refuses_small_order_keys():
+    # Issue 16 #5: under the neutral point 01 00..00 (and its encoding
+    # y = p + 1) the signature R = neutral point, S = 0 satisfies the
+    # Ed25519 equation for every message; verify must refuse the key.
+    neutral = bytes([1]) + bytes(31)
+    p_plus_1 = bytes([0xee]) + b"\xff" * 30 + b"\x7f"
+    order2 = bytes([0xec]) + b"\xff" * 30 + b"\x7f"
+    forged = neutral + bytes(32)
+    accepted = 0
+    for key in (neutral, p_plus_1, order2):
+        for i in range(1000):
+            try:
+                lm.verify(key, i.to_bytes(4, "big"), forged)
+                accepted += 1
+            except lm.InvalidKeyError:
+                pass
+    assert accepted == 0
+    with lm.IdentityKey.generate() as a:  # a genuine key still verifies
+        lm.verify(a.public_bytes(), b"m", a.sign(b"m"))
+
+
+def test_card_display_names():
+    # docs/PROTOCOL.md §5: names are prepared (spaces, U+00A0, NFKC);
+    # invisible and blank names are invalid arguments, with the reason.
+    with lm.IdentityKey.generate() as a:
+        for given, stored in ((" Al\u00a0ice ", "Al ice"), ("Zoe\u0308", "Zo\u00eb"), ("Bob's TPM", "Bob's TPM")):
+            with lm.ContactCard(a.card(given)) as c:
+                assert c.name == stored
+        for bad in ("", "Alice\u3164", "\u115fAlice", "Ali\u034fce", "Alice\ufe0f", "\u2800", "a\tb"):
+            with pytest.raises(lm.InvalidArgumentError) as e:
+                a.card(bad)
+            assert "display name" in str(e.value)
+
+
 def test_card_roundtrip_and_every_flipped_byte_refused():
     a = lm.IdentityKey.generate()
     raw = a.card("alice")
@@ -139,7 +173,7 @@ def test_tampered_ciphertext_and_replay_leave_session_usable():
 def test_garbage_and_replayed_handshakes():
     a, b = lm.IdentityKey.generate(), lm.IdentityKey.generate()
     card = lm.ContactCard(b.card("b"))
-    for garbage in (b"", b"\x00", os.urandom(100), card.raw):
+    for garbage in (b"", b"\x00", b"\x00" + os.urandom(99), card.raw):  # no kind byte: 0x21 would be a message 1
         with pytest.raises(lm.LoraMeshError) as e:
             lm.Session.respond(b, garbage)
         assert isinstance(e.value, (lm.MalformedError, lm.VersionError))

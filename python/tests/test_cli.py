@@ -356,3 +356,23 @@ def test_identity_export_and_import(make_node, tmp_path):
     name = b.json("identity", "import", str(f))["identity"]
     b.run("identity", "use", name)
     assert b.json("id")["fingerprint"] == a.json("id")["fingerprint"]
+
+
+def test_init_display_names(tmp_path):
+    """A display name the card rule refuses (docs/PROTOCOL.md §5) is a usage
+    error that says why, before any identity is created; an accepted one is
+    stored prepared (spaces trimmed, U+00A0 a space)."""
+    secret = tmp_path / "secret"
+    secret.write_text(PASS + "\n")
+    home = tmp_path / "node"
+    for bad in ("Alice\u3164", "\u115fAlice", "Ali\u034fce", "Alice\ufe0f", "Alice\u2800", "a\tb"):
+        r = subprocess.run([sys.executable, "-m", "loramesh", "--home", str(home), "init", "--name", bad,
+                            "--argon2", "1,64,1", "--passphrase-file", str(secret)], env=cli_env(), capture_output=True)
+        assert r.returncode == 2 and b"display name" in r.stderr and b"refused" in r.stderr, r.stderr
+        assert not (home / "keys").exists() and not (home / "config.toml").exists()
+    r = subprocess.run([sys.executable, "-m", "loramesh", "--home", str(home), "init", "--name", " Al\u00a0ice ",
+                        "--argon2", "1,64,1", "--passphrase-file", str(secret)], env=cli_env(), capture_output=True)
+    assert r.returncode == 0 and b"stored as 'Al ice'" in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "loramesh", "--home", str(home), "--json", "id"], env=cli_env(),
+                       capture_output=True)
+    assert json.loads(r.stdout)["name"] == "Al ice"

@@ -351,8 +351,23 @@ static void test_cards(uint64_t alice, uint64_t bob, uint64_t *ca, uint64_t *cb)
 	CHECK(lm_card_parse(NULL, alen, &h), LM_ERR_INVALID_ARG);
 	CHECK(lm_card_parse(abuf, alen, NULL), LM_ERR_INVALID_ARG);
 	n = sizeof abuf;
-	CHECK(lm_card_create(alice, "", abuf, &n), LM_ERR_BAD_CARD);
-	CHECK(lm_card_create(alice, "tab\there", abuf, &n), LM_ERR_BAD_CARD);
+	/* Display names (docs/PROTOCOL.md §5): refused names are invalid
+	 * arguments; accepted ones are prepared. */
+	CHECK(lm_card_create(alice, "", abuf, &n), LM_ERR_INVALID_ARG);
+	CHECK(lm_card_create(alice, "tab\there", abuf, &n), LM_ERR_INVALID_ARG);
+	CHECK(lm_card_create(alice, "Alice\xe3\x85\xa4", abuf, &n), LM_ERR_INVALID_ARG); /* U+3164 */
+	CHECK(lm_card_create(alice, "Alice\xe2\xa0\x80", abuf, &n), LM_ERR_INVALID_ARG); /* U+2800 */
+	{
+		uint8_t pbuf[512];
+		char nm[80];
+		size_t pn = sizeof pbuf, nn = sizeof nm;
+		uint64_t ph = 0;
+		OK(lm_card_create(alice, " Al\xc2\xa0ice ", pbuf, &pn)); /* U+00A0 and spaces */
+		OK(lm_card_parse(pbuf, pn, &ph));
+		OK(lm_card_name(ph, nm, &nn));
+		REQUIRE(strcmp(nm, "Al ice") == 0);
+		OK(lm_card_close(ph));
+	}
 	CHECK(lm_card_create(alice, NULL, abuf, &n), LM_ERR_INVALID_ARG);
 	CHECK(lm_card_create(*ca, "x", abuf, &n), LM_ERR_HANDLE);
 	OK(lm_card_parse(abuf, alen, &h));

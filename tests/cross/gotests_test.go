@@ -27,10 +27,14 @@ var goPackages = []struct {
 	// TestLockedMemoryExhaustion exercises. TestLockedMemoryExhaustion re-runs
 	// its own binary, which needs binfmt_misc: TestGo runs its child itself.
 	{"core", "^(TestTenThousandSessionsLockedMemory|TestLockedMemoryExhaustion)$"},
-	{"keystore/memory", ""},
-	// The second-process subtest re-runs the test binary (binfmt_misc again).
-	{"keystore/tpm", "^TestSwtpm$/^reloaded_in_a_second_process$"},
-	{"keystore/pkcs11", ""},
+	// The tests below re-run their own binary as a second process (a killed
+	// writer, a custody child, an idle child, an attacker without the PIN,
+	// the PIN-less user nobody), which needs binfmt_misc; they fail with
+	// "exec format error" without it. The custody tests also need
+	// runtime/secret, which linux/arm lacks. They run natively in make gotest.
+	{"keystore/memory", "^(TestKilledWriter|TestCustody|TestIdleWakeups)$"},
+	{"keystore/tpm", "^TestSwtpm$/^reloaded_in_a_second_process$|^TestCustody$"},
+	{"keystore/pkcs11", "^(TestCustody|TestTokenUnreadable|TestSubstitutedPublicKeyDetected|TestPublicObjectsNeedPIN)$"},
 	{"internal/secret", ""},
 	{"messenger", ""}, // -short: no soak
 	{"capi", ""},

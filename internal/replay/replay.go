@@ -1,4 +1,6 @@
-package core
+// Package replay is the responder's memory of accepted handshake messages 1
+// (docs/PROTOCOL.md §3, "Replay of message 1").
+package replay
 
 import (
 	"container/list"
@@ -7,44 +9,48 @@ import (
 	"github.com/loramesh/loramesh-core/keystore"
 )
 
-// replayCache is the responder's memory of accepted messages 1
-// (docs/PROTOCOL.md §3, "Replay of message 1"): per initiator static key, the
+// Cache is the responder's memory of accepted messages 1: per initiator
+// static key, the
 // tags of its last replayDepth accepted messages 1, for the peers most
 // recently seen initiators. Partitioned by peer so that one initiator can
 // evict only its own entries; only a crowd of other initiators can push a
 // peer out. Tags are added only after message 1 authenticated, so forgeries
 // cannot evict anything. Not safe for concurrent use: the Responder locks.
-type replayCache struct {
+type Cache struct {
 	peers int // initiators remembered
-	tags  map[replayTag]bool
+	tags  map[Tag]bool
 	byKey map[string]*list.Element // of *peerTags, most recent in front
 	lru   list.List
 }
 
-// replayTag identifies a message 1: SHA-256 of its ephemeral key, truncated.
-type replayTag [16]byte
+// Tag identifies a message 1: SHA-256 of its ephemeral key, truncated.
+type Tag [16]byte
 
 type peerTags struct {
 	peer string
-	tags []replayTag
+	tags []Tag
 }
 
-const replayDepth = 16
+// Depth is the number of tags remembered per initiator.
+const Depth = 16
 
-func newReplayCache(peers int) *replayCache {
-	return &replayCache{peers: peers, tags: map[replayTag]bool{}, byKey: map[string]*list.Element{}}
+// New returns a cache that remembers the given number of initiators.
+func New(peers int) *Cache {
+	return &Cache{peers: peers, tags: map[Tag]bool{}, byKey: map[string]*list.Element{}}
 }
 
-func tagOf(e []byte) (t replayTag) {
+// TagOf returns the tag of a message 1 whose ephemeral key is e.
+func TagOf(e []byte) (t Tag) {
 	h := sha256.Sum256(e)
 	copy(t[:], h[:])
 	return t
 }
 
-func (c *replayCache) seen(t replayTag) bool { return c.tags[t] }
+// Seen reports whether t is remembered.
+func (c *Cache) Seen(t Tag) bool { return c.tags[t] }
 
-// add records t for peer. It reports false if t was recorded already.
-func (c *replayCache) add(t replayTag, peer keystore.PublicKey) bool {
+// Add records t for peer. It reports false if t was recorded already.
+func (c *Cache) Add(t Tag, peer keystore.PublicKey) bool {
 	if c.tags[t] {
 		return false
 	}
@@ -59,7 +65,7 @@ func (c *replayCache) add(t replayTag, peer keystore.PublicKey) bool {
 	p := e.Value.(*peerTags)
 	p.tags = append(p.tags, t)
 	c.tags[t] = true
-	if len(p.tags) > replayDepth {
+	if len(p.tags) > Depth {
 		delete(c.tags, p.tags[0])
 		p.tags = p.tags[1:]
 	}
