@@ -2,7 +2,6 @@ package messenger
 
 import (
 	"errors"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -52,34 +51,6 @@ func TestDutyCycle(t *testing.T) {
 		}
 	}
 	t.Logf("20 messages of 600 bytes: %d frames over %v", len(sent), sent[len(sent)-1].at.Sub(sent[0].at))
-}
-
-// A second process on the same state directory is refused, naming the first.
-func TestStoreLock(t *testing.T) {
-	dir := t.TempDir()
-	s, err := OpenStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := OpenStore(dir); !errors.Is(err, ErrStateInUse) || !strings.Contains(err.Error(), "process") {
-		t.Fatalf("second open: %v", err)
-	}
-	if err := s.Save([]byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(dir+"/.state-123", []byte("torn"), 0o600)
-	s.Close()
-	s, err = OpenStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if b, _ := s.Load(); string(b) != "x" {
-		t.Fatal("state not kept")
-	}
-	if _, err := os.Stat(dir + "/.state-123"); err == nil {
-		t.Fatal("a crash's temporary file was left")
-	}
 }
 
 // Contacts, verification, addresses and replay marks survive a restart;

@@ -1,3 +1,5 @@
+//go:build !(js && wasm)
+
 package messenger
 
 import (
@@ -16,7 +18,8 @@ import (
 // atomically (a temporary file synced, renamed over it, the directory
 // synced), under an exclusive lock on "lock" held while the Store is open,
 // so a second process on the same identity gets ErrStateInUse naming the
-// first instead of fighting it over sessions.
+// first instead of fighting it over sessions. Not on js/wasm: a page keeps
+// its state in IndexedDB under a Web Lock (cmd/wasm, web/loramesh.js).
 type Store struct {
 	dir  string
 	lock *os.File
