@@ -11,8 +11,11 @@ PYTHON ?= /usr/bin/python3
 DEBS := softhsm2 opensc swtpm swtpm-tools tpm2-tools tpm2-openssl python3-pytest python3-serial python3-setuptools gcc libc6-dev python3-wheel python3-venv socat
 FUZZTIME ?= 3s
 LIB := build/libloramesh.so
+# The browser build: loramesh.wasm, its loader and the example page.
+WEB := build/web
+WASMEXEC := $(shell $(GO) env GOROOT)/lib/wasm
 
-.PHONY: all build lib deps test gotest pytest fuzz run bench vet clean
+.PHONY: all build lib deps test gotest pytest fuzz run bench vet clean wasm
 
 all: build lib
 
@@ -25,6 +28,13 @@ $(LIB): $(shell find capi core keystore -name '*.go' -o -name '*.h' -o -name '*.
 	mkdir -p build
 	$(GO) build -buildmode=c-shared -o $(LIB) ./capi
 	rm -f build/libloramesh.h
+
+wasm: $(WEB)/loramesh.wasm
+
+$(WEB)/loramesh.wasm: $(shell find cmd/wasm core keystore messenger internal -name '*.go' 2>/dev/null) web/loramesh.js $(wildcard examples/web/*) go.mod
+	mkdir -p $(WEB)
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags="-s -w" -o $(WEB)/loramesh.wasm ./cmd/wasm
+	cp $(WASMEXEC)/wasm_exec.js web/loramesh.js examples/web/index.html examples/web/app.js $(WEB)/
 
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \

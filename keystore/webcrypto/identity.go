@@ -92,7 +92,8 @@ func probe() {
 }
 
 // HasCurve25519 reports whether this browser's WebCrypto has Ed25519 and
-// X25519 (Chromium 137+, Firefox 130+, Safari 17+, node 20).
+// X25519 (Chromium 137+, Firefox 130+, Safari 17+, node 20). The first call
+// awaits WebCrypto: not from a js.FuncOf handler.
 func HasCurve25519() bool {
 	probe()
 	return supported.ed25519 && supported.x25519
