@@ -24,7 +24,7 @@ import struct
 import sys
 import time
 
-from . import __version__, errors
+from . import __version__, errors, websocket
 from .engine import Engine
 from .keys import ContactCard
 from .node import Node
@@ -49,6 +49,9 @@ def open_links(cfg: dict) -> dict:
             k = lc["kiss"]
             links["kiss"] = KissTransport(k.get("serial", "auto"), int(k.get("baud", 9600)),
                                           frame_size=int(k.get("frame", 255)))
+        if "websocket" in lc:  # browser nodes (websocket.py)
+            w = lc["websocket"]
+            links["ws"] = websocket.WebSocketLink(w.get("bind"), w.get("origins", "").split(","))
     except LinkError:
         for tr in links.values():
             tr.close()
@@ -62,12 +65,12 @@ def open_links(cfg: dict) -> dict:
 def parse_contact_addr(s: str):
     """"udp:HOST:PORT" or "kiss" to (link, addr)."""
     link, _, addr = s.partition(":")
-    if link == "kiss" and not addr:
-        return "kiss", ""
+    if link in ("kiss", "ws") and not addr:
+        return link, ""
     if link == "udp" and addr:
         host, port = parse_addr(addr)
         return "udp", "%s:%d" % (host, port)
-    raise ValueError("address must be udp:HOST:PORT or kiss, got %r" % s)
+    raise ValueError("address must be udp:HOST:PORT, kiss or ws, got %r" % s)
 
 
 class Client:
@@ -107,6 +110,8 @@ class Daemon:
             self.engine.close()
             raise DaemonError(str(e))
         self.node = Node(self.engine, self.links)
+        if "ws" in self.links:
+            websocket.attach(self, self.links["ws"])
         self.default_radio()
         self.history = collections.deque(maxlen=HISTORY)
         self.clients = {}
