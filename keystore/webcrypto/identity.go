@@ -349,11 +349,7 @@ func (id *Identity) Sign(r io.Reader, message []byte, opts crypto.SignerOpts) ([
 // SHA-256 of msg (opts crypto.SHA256), returned in ASN.1 DER as
 // crypto.Signer callers expect.
 func (id *Identity) SignMessage(_ io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
-	want := crypto.Hash(0)
-	if id.sigAlg == core.SigECDSAP256 {
-		want = crypto.SHA256
-	}
-	if opts.HashFunc() != want {
+	if opts.HashFunc() != id.signOpts().HashFunc() {
 		return nil, fmt.Errorf("sign: hash %v for a %s key: %w", opts.HashFunc(), map[int]string{core.SigEd25519: "Ed25519", core.SigECDSAP256: "ECDSA P-256"}[id.sigAlg], keystore.ErrKeystore)
 	}
 	key, err := id.key(roleSign)
@@ -389,6 +385,14 @@ func (id *Identity) SignMessage(_ io.Reader, msg []byte, opts crypto.SignerOpts)
 func sha256Sum(b []byte) []byte {
 	d := sha256.Sum256(b)
 	return d[:]
+}
+
+// signOpts are the options SignMessage takes for this identity's key.
+func (id *Identity) signOpts() crypto.SignerOpts {
+	if id.sigAlg == core.SigECDSAP256 {
+		return crypto.SHA256
+	}
+	return crypto.Hash(0)
 }
 
 // derSignature converts WebCrypto's raw r || s to ASN.1 DER.

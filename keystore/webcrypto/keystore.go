@@ -3,6 +3,8 @@
 package webcrypto
 
 import (
+	"bytes"
+	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -193,11 +195,48 @@ func (k *Keystore) Open(name string) (keystore.Identity, error) {
 			id, err = unwrapAll(kek, r)
 		}
 	}
+	if err == nil {
+		err = id.checkKeys()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", name, err)
 	}
 	return id, nil
 }
+
+// checkKeys proves that each stored public key belongs to its private key
+// (the record and the CryptoKeys are stored apart): each DH key derives its
+// own public key from the base point, and the signing key signs a probe
+// (SignMessage verifies what it signs). Three WebCrypto calls at Open.
+func (id *Identity) checkKeys() error {
+	for s, k := range id.dh {
+		var got [32]byte
+		base := x25519Base
+		if s == keystore.P256 {
+			base = p256Base
+		}
+		bp, err := keystore.ParsePublicKey(s, base)
+		if err == nil {
+			err = id.DH(bp, &got)
+		}
+		want := k.pub.Bytes()
+		if s == keystore.P256 {
+			want = want[1:] // P-256 DH gives the x-coordinate only
+		}
+		if err != nil || !bytes.Equal(got[:], want) {
+			return fmt.Errorf("%w: the stored %v public key is not its private key's", ErrRecord, s)
+		}
+	}
+	if _, err := id.SignMessage(nil, []byte("loramesh key check"), id.signOpts()); err != nil {
+		return fmt.Errorf("%w: the stored signing key is not its private key's: %v", ErrRecord, err)
+	}
+	return nil
+}
+
+var (
+	x25519Base = append([]byte{9}, make([]byte, 31)...)
+	p256Base   = elliptic.MarshalCompressed(elliptic.P256(), elliptic.P256().Params().Gx, elliptic.P256().Params().Gy)
+)
 
 // Protection reports how a stored identity is protected, without opening
 // it (a page tells its user whether the security key will be needed).
