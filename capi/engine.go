@@ -11,6 +11,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -28,7 +29,6 @@ type engine struct {
 	store   *messenger.Store
 	packets []messenger.Packet
 	events  []messenger.Event
-	saveErr error
 }
 
 func msTime(ms C.int64_t) time.Time { return time.UnixMilli(int64(ms)) }
@@ -38,9 +38,10 @@ var profiles = map[C.int]messenger.Profile{
 	C.LM_LINK_LORA: messenger.LoRa, C.LM_LINK_UDP: messenger.UDP, C.LM_LINK_STREAM: messenger.Stream,
 }
 
-// withEngine runs f with the engine behind h locked, then collects what the
-// engine produced and saves its state if it changed: the state is on disk
-// before the call returns, so a replay after a crash is still refused.
+// withEngine runs f with the engine behind h locked, collects what the
+// engine produced, and saves the state when a save is due (the engine is
+// Durable: what waits for the save, acknowledgements and first
+// transmissions, is released by it and collected too).
 func withEngine(fn string, h C.uint64_t, f func(en *engine) C.int) C.int {
 	en, found := get[*engine](h, kindEngine)
 	if !found {
@@ -52,17 +53,23 @@ func withEngine(fn string, h C.uint64_t, f func(en *engine) C.int) C.int {
 		return failf(errState, "%s: engine closed", fn)
 	}
 	rc := f(en)
-	p, ev := en.e.Poll()
-	en.packets, en.events = append(en.packets, p...), append(en.events, ev...)
-	if b, dirty := en.e.Changed(); dirty {
+	en.collect()
+	if b, due := en.e.Changed(); due {
 		if err := en.store.Save(b); err != nil {
-			en.saveErr = err
 			if rc == ok {
-				return fail(fmt.Errorf("%s: %w", fn, err), errKeystore)
+				return fail(fmt.Errorf("%s: %w (nothing is acknowledged until a save succeeds)", fn, err), errKeystore)
 			}
+			return rc
 		}
+		en.e.Saved()
+		en.collect()
 	}
 	return rc
+}
+
+func (en *engine) collect() {
+	p, ev := en.e.Poll()
+	en.packets, en.events = append(en.packets, p...), append(en.events, ev...)
 }
 
 //export lm_engine_open
@@ -77,14 +84,14 @@ func lm_engine_open(id C.uint64_t, dir *C.char, now C.int64_t, out *C.uint64_t) 
 	if !found {
 		return badHandle(fn)
 	}
-	st, err := messenger.OpenStore(d)
+	st, err := messenger.OpenStore(d, ident)
 	if err != nil {
 		return fail(err, errKeystore)
 	}
 	b, err := st.Load()
 	var e *messenger.Engine
 	if err == nil {
-		e, err = messenger.New(ident, messenger.Config{}, b, msTime(now))
+		e, err = messenger.New(ident, messenger.Config{Durable: true, History: defaultHistory}, b, msTime(now))
 	}
 	if err != nil {
 		st.Close()
@@ -114,18 +121,65 @@ func lm_engine_add_link(h C.uint64_t, name *C.char, profile C.int, frame C.uint3
 	})
 }
 
+// defaultHistory: messages an engine opened through the C ABI keeps until
+// lm_engine_set_history says otherwise.
+const defaultHistory = 1000
+
+//export lm_engine_set_history
+func lm_engine_set_history(h C.uint64_t, keep C.uint32_t, maxAge C.int64_t) (rc C.int) {
+	defer guard(&rc)
+	const fn = "lm_engine_set_history"
+	if maxAge < 0 || keep > C.LM_HISTORY_MAX {
+		return failf(errInvalidArg, "%s: keep at most %d messages, age not negative", fn, C.LM_HISTORY_MAX)
+	}
+	return withEngine(fn, h, func(en *engine) C.int {
+		en.e.SetHistory(int(keep), time.Duration(maxAge)*time.Second)
+		return ok
+	})
+}
+
+//export lm_engine_history
+func lm_engine_history(h C.uint64_t, index C.uint64_t, ev *C.lm_event, data *C.uint8_t, dataLen *C.size_t, have *C.int) (rc C.int) {
+	defer guard(&rc)
+	const fn = "lm_engine_history"
+	o := outBuf(data, dataLen)
+	if ev == nil || have == nil || !o.valid() {
+		return failf(errInvalidArg, "%s: NULL argument", fn)
+	}
+	return withEngine(fn, h, func(en *engine) C.int {
+		*have = 0
+		r, found := en.e.HistoryAt(int(min(index, math.MaxInt32)))
+		if !found {
+			return ok
+		}
+		if rc := sizes(fn, []out{o}, []int{len(r.Text)}); rc != ok {
+			return rc
+		}
+		*ev = C.lm_event{kind: C.LM_EVENT_MESSAGE, time_ms: C.int64_t(r.At.UnixMilli()), seq: C.uint64_t(r.Seq),
+			verified: C.int32_t(b2i(r.Verified))}
+		if r.Out {
+			ev.kind, ev.state, ev.msg_id = C.LM_EVENT_DELIVERY, C.int32_t(r.State), C.uint64_t(r.ID)
+		}
+		if !r.SentAt.IsZero() {
+			ev.sent_ms = C.int64_t(r.SentAt.UnixMilli())
+		}
+		cstr(ev.contact[:], r.Contact)
+		o.put(r.Text)
+		*have = 1
+		return ok
+	})
+}
+
 //export lm_engine_close
 func lm_engine_close(h C.uint64_t) (rc C.int) {
 	defer guard(&rc)
 	return closeHandle("lm_engine_close", h, kindEngine, func(en *engine) error {
 		en.mu.Lock()
 		defer en.mu.Unlock()
-		if b, dirty := en.e.Changed(); dirty {
-			en.store.Save(b)
-		}
+		err := en.store.Save(en.e.State())
 		en.e.Close()
 		en.e = nil
-		return en.store.Close()
+		return errors.Join(err, en.store.Close())
 	})
 }
 

@@ -149,6 +149,7 @@ enum lm_error {
 #define LM_NAME_MAX 64  /* contact names: 1-64 of [A-Za-z0-9._-], not starting with . or - */
 #define LM_LINK_MAX 32  /* link names: printable ASCII */
 #define LM_ADDR_MAX 255 /* addresses on a link: printable ASCII ("" for a radio link) */
+#define LM_HISTORY_MAX 10000 /* messages lm_engine_set_history may keep */
 
 /* Event kinds. */
 #define LM_EVENT_MESSAGE 1  /* a message from contact: data is its text; seq, sent_ms, verified */
@@ -453,9 +454,18 @@ int lm_packet_kind(const uint8_t *packet, size_t packet_len, int *kind);
  *       while (lm_engine_next_event(e, &ev, ..., &have) == LM_OK && have) show;
  *   }
  *
- * The engine's state (contacts, replay marks, last addresses) is saved in
- * the state directory before each call that changed it returns. One engine
- * per identity and directory: the directory is locked while open.
+ * The engine's state (contacts, replay marks, last addresses, queued
+ * messages, the ids of messages delivered, the history) is sealed to the
+ * identity (docs/STORAGE.md: only this identity's key opens it, wherever it
+ * is held) and saved in the state directory by the calls that find a save
+ * due: user actions (send, contacts) at once, received messages within
+ * their acknowledgement delay, everything else within 30 s. Nothing is
+ * acknowledged, and no message event is given, before the save that
+ * records it: a crash or power cut at any moment loses no message its
+ * sender was told is delivered and shows none twice. If a save fails the
+ * call says so (LM_ERR_KEYSTORE, naming the file) and what waits for it
+ * keeps waiting. One engine per identity and directory: the directory is
+ * locked while open.
  */
 
 /* Opens the engine of identity with its state in state_dir (created 0700).
@@ -471,6 +481,18 @@ int lm_engine_add_link(uint64_t engine, const char *link, int profile, uint32_t 
 
 /* Saves the state, wipes every session and releases the directory. */
 int lm_engine_close(uint64_t engine);
+
+/* The history kept in the state: the last keep messages (at most
+ * LM_HISTORY_MAX; 0 keeps none and drops what was kept), none older than
+ * max_age_s seconds (0: no age limit). An engine opened here keeps 1000
+ * until told otherwise. */
+int lm_engine_set_history(uint64_t engine, uint32_t keep, int64_t max_age_s);
+/* The index-th kept message, oldest first (*have 0 past the last): kind
+ * LM_EVENT_MESSAGE for one received (time_ms when it arrived, sent_ms,
+ * seq, verified), LM_EVENT_DELIVERY for one sent (msg_id, its current
+ * state, time_ms when it was queued); its text in data (output buffer
+ * rule). */
+int lm_engine_history(uint64_t engine, uint64_t index, lm_event *ev, uint8_t *data, size_t *len, int *have);
 
 /* Contacts. A contact is its card's identity. lm_engine_contact_add:
  * result LM_IMPORT_NEW (also a new card of the same identity: verification

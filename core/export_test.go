@@ -3,6 +3,7 @@ package core
 import (
 	"encoding/binary"
 
+	"github.com/loramesh/loramesh-core/internal/prim"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -29,16 +30,12 @@ func NoiseMessage(p []byte) []byte {
 // send key (nonce 0, empty ad): valid only before the first Encrypt.
 func (s *Session) NoiseSeal(pt []byte) []byte {
 	a, _ := chacha20poly1305.New(s.k.send.p[:])
-	return a.Seal(nil, nonce(0), pt, nil)
+	n := prim.NoiseNonce(0)
+	return a.Seal(nil, n[:], pt, nil)
 }
 
 func (s *Session) NoiseOpen(ct []byte) ([]byte, error) {
 	a, _ := chacha20poly1305.New(s.k.recv.ck.p[:])
-	return a.Open(nil, nonce(0), ct, nil)
-}
-
-func Seal(key *[32]byte, n uint64, dst, ad, pt []byte) []byte { return sealRaw(key, n, dst, ad, pt) }
-
-func Open(key *[32]byte, n uint64, ad, ct []byte) ([]byte, error) {
-	return openRaw(key, n, nil, ad, ct)
+	n := prim.NoiseNonce(0)
+	return a.Open(nil, n[:], ct, nil)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/loramesh/loramesh-core/internal/prim"
 	"github.com/loramesh/loramesh-core/keystore"
 )
 
@@ -54,7 +55,7 @@ func (k Kind) InitSuite() (keystore.Suite, bool) {
 const (
 	maxMessage = 65535
 	maxPacket  = 1 + HintSize + maxMessage
-	tagSize    = 16 // ChaCha20-Poly1305
+	tagSize    = prim.TagSize // ChaCha20-Poly1305
 
 	// HintSize is the length of the hints that let a receiver find, without
 	// trying keys, the handshake a response answers and the session and

@@ -117,7 +117,7 @@ func (s *Session) Encrypt(plaintext []byte) ([]byte, error) {
 	ad := transportAD(hint, n)
 	secret.Do(func() {
 		s.k.send.step(mk)
-		pkt = sealRaw(mk.p, 0, pkt, ad, plaintext)
+		pkt = prim.Seal(mk.p, &zeroNonce, pkt, ad, plaintext)
 	})
 	return pkt, nil
 }
@@ -156,8 +156,10 @@ func (s *Session) decrypt(packet []byte) (_ []byte, newest bool, err error) {
 		ad := transportAD(hint, n)
 		pt := make([]byte, 0, len(ct)) // before secret.Do: nothing allocated inside
 		err = s.k.recv.open(n, now, func(mk messageKey) (err error) {
-			pt, err = openRaw(mk.p, 0, pt, ad, ct)
-			return err
+			if pt, err = prim.Open(mk.p, &zeroNonce, pt, ad, ct); err != nil {
+				return ErrAuth
+			}
+			return nil
 		})
 		if err == nil {
 			return pt, n+1 == s.k.recv.next, nil
@@ -165,6 +167,9 @@ func (s *Session) decrypt(packet []byte) (_ []byte, newest bool, err error) {
 	}
 	return nil, false, fmt.Errorf("decrypt: %w", err)
 }
+
+// zeroNonce: every message key seals one message (§4).
+var zeroNonce [12]byte
 
 // Close wipes the session's keys. Further use returns ErrState.
 func (s *Session) Close() {

@@ -2,7 +2,6 @@ package core
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"slices"
 
 	"github.com/loramesh/loramesh-core/internal/prim"
@@ -109,23 +108,22 @@ func (s *symmetric) mixWith(dh func(*[32]byte) error) error {
 	return nil
 }
 
-func nonce(n uint64) []byte {
-	var b [12]byte
-	binary.LittleEndian.PutUint64(b[4:], n)
-	return b[:]
-}
-
 // seal appends the ChaCha20-Poly1305 sealing of plaintext to dst; give dst
 // the capacity so that nothing is allocated inside secret.Do.
 func seal(key *[32]byte, n uint64, dst, ad, plaintext []byte) (out []byte) {
-	secret.Do(func() { out = sealRaw(key, n, dst, ad, plaintext) })
+	nc := prim.NoiseNonce(n)
+	secret.Do(func() { out = prim.Seal(key, &nc, dst, ad, plaintext) })
 	return out
 }
 
 func open(key *[32]byte, n uint64, ad, ciphertext []byte) (out []byte, err error) {
 	out = make([]byte, 0, len(ciphertext))
-	secret.Do(func() { out, err = openRaw(key, n, out, ad, ciphertext) })
-	return out, err
+	nc := prim.NoiseNonce(n)
+	secret.Do(func() { out, err = prim.Open(key, &nc, out, ad, ciphertext) })
+	if err != nil {
+		return nil, ErrAuth
+	}
+	return out, nil
 }
 
 func (s *symmetric) encryptAndHash(dst, plaintext []byte) []byte {

@@ -123,6 +123,24 @@ type Config struct {
 	MaxQueued    int       // messages waiting per contact (default 256)
 	MaxStrangers int       // strangers remembered, to report each once (default 256)
 	Rand         io.Reader // ephemeral keys; crypto/rand when nil
+
+	// Durable: the host saves what Changed returns and calls Saved once it
+	// is on disk (docs/STORAGE.md). Acknowledgements of received messages
+	// and the first transmission of each message then wait for the save
+	// that records them, so that a crash at any moment loses no
+	// acknowledged message and delivers none twice. Without it nothing
+	// waits, and a crash loses what the last save did not hold.
+	Durable bool
+	// SaveEvery bounds how long a change that risks nothing (a replay mark,
+	// a delivery state, an address) waits to be saved, batched with others
+	// (default 30 s). User actions are saved at once; received messages
+	// with their acknowledgement delay.
+	SaveEvery time.Duration
+	// History keeps the last History messages, both ways, with their
+	// delivery states, in the state (0: none); HistoryAge drops those
+	// older (0: no age limit).
+	History    int
+	HistoryAge time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -139,5 +157,9 @@ func (c Config) withDefaults() Config {
 	if c.Rand == nil {
 		c.Rand = rand.Reader
 	}
+	if c.SaveEvery <= 0 {
+		c.SaveEvery = 30 * time.Second
+	}
+	c.History = min(max(c.History, 0), maxHistory)
 	return c
 }

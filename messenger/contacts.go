@@ -23,6 +23,7 @@ type contact struct {
 	addrs    []Addr // configured by the user
 	last     Addr   // learned from authenticated transport packets
 	hw       uint64 // highest message 1 timestamp accepted from it
+	hw2      uint64 // highest message 2 timestamp accepted from it
 	added    time.Time
 
 	current   *session   // confirmed, used to send
@@ -31,7 +32,7 @@ type contact struct {
 	pending   *handshake
 
 	queue     []*outMsg
-	delivered map[msgID]time.Time
+	delivered map[msgID]delivered
 	partial   map[msgID]*partialMsg
 	acks      map[msgID]*ackDue
 	nextHS    time.Time // no new handshake before this (backoff)
@@ -130,13 +131,13 @@ func (e *Engine) AddContact(name string, card []byte, replace bool) (Import, err
 		fallthrough
 	default:
 		nc := &contact{name: name, card: c, id: id, added: e.now, slot: -1,
-			delivered: map[msgID]time.Time{}, partial: map[msgID]*partialMsg{}, acks: map[msgID]*ackDue{}}
+			delivered: map[msgID]delivered{}, partial: map[msgID]*partialMsg{}, acks: map[msgID]*ackDue{}}
 		e.contacts[name] = nc
 		e.index(nc)
 		e.responder.Allow(c.DHKeys()...)
 	}
 	e.touch(e.contacts[name])
-	e.dirty = true
+	e.changed(0)
 	res.ContactInfo = e.contacts[name].info()
 	return res, nil
 }
@@ -161,7 +162,7 @@ func (e *Engine) RemoveContact(name string) error {
 	e.unschedule(c)
 	delete(e.contacts, name)
 	e.updateAllowed()
-	e.dirty = true
+	e.changed(0)
 	return nil
 }
 
@@ -204,7 +205,8 @@ func (e *Engine) VerifyContact(name, typed string) error {
 		return fmt.Errorf("verify %s: %w", name, ErrFingerprint)
 	}
 	if !c.verified {
-		c.verified, e.dirty = true, true
+		c.verified = true
+		e.changed(0)
 	}
 	return nil
 }
@@ -221,7 +223,8 @@ func (e *Engine) SetContactAddrs(name string, addrs ...Addr) error {
 			return fmt.Errorf("set address of %s: %q: %w", name, a.Link, ErrUnknownLink)
 		}
 	}
-	c.addrs, e.dirty = slices.Clone(addrs), true
+	c.addrs = slices.Clone(addrs)
+	e.changed(0)
 	e.touch(c)
 	e.pump()
 	return nil
@@ -265,12 +268,18 @@ func (e *Engine) updateAllowed() {
 }
 
 // dest is where c's packets go: its last confirmed address, else the
-// configured ones.
-func (c *contact) dest() []Addr {
-	if c.last != (Addr{}) {
+// configured ones, on links the host registered.
+func (c *contact) dest(links map[string]*link) []Addr {
+	if links[c.last.Link] != nil {
 		return []Addr{c.last}
 	}
-	return c.addrs
+	var to []Addr // a link the host no longer registers is skipped
+	for _, a := range c.addrs {
+		if links[a.Link] != nil {
+			to = append(to, a)
+		}
+	}
+	return to
 }
 
 func (c *contact) sessions() []*session {

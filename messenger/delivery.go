@@ -23,6 +23,7 @@ type outMsg struct {
 	deadline time.Time
 	assigned bool
 	id       msgID
+	gen      uint64 // the change that numbered it: its first transmission waits until it is saved
 	frags    [][]byte
 	pk       []*outPacket // per fragment: its packet once sent
 	acked    []bool
@@ -50,10 +51,19 @@ type partialMsg struct {
 	started time.Time
 }
 
-// ackDue is an acknowledgement to send by due.
+// ackDue is an acknowledgement to send by due, once the change of
+// generation gen (the delivery it acknowledges) is saved.
 type ackDue struct {
 	due     time.Time
 	partial []byte // nil: the whole message
+	gen     uint64
+}
+
+// delivered is a message delivered to the host, remembered to refuse it
+// again: when, and the change that recorded it.
+type delivered struct {
+	at  time.Time
+	gen uint64
 }
 
 // Bounds on what a contact can make the engine hold.
@@ -123,8 +133,8 @@ func (c *contact) unanswered() bool {
 
 // expire forgets old delivered ids and stalled reassemblies.
 func (e *Engine) expire(c *contact, p Profile) {
-	for id, t := range c.delivered {
-		if e.now.Sub(t) > 2*p.Deadline {
+	for id, d := range c.delivered {
+		if e.now.Sub(d.at) > 2*p.Deadline {
 			delete(c.delivered, id)
 		}
 	}
@@ -143,7 +153,7 @@ func (e *Engine) expire(c *contact, p Profile) {
 func (e *Engine) sendData(c *contact, s *session, p Profile) {
 	now := e.now
 	c.blocked = time.Time{}
-	dest := c.dest()
+	dest := c.dest(e.links)
 	if len(dest) == 0 {
 		return
 	}
@@ -209,6 +219,10 @@ func (e *Engine) sendData(c *contact, s *session, p Profile) {
 				continue
 			}
 		}
+		if !e.durable(m.gen) { // its number is not saved yet
+			e.wait(c)
+			continue
+		}
 		for i := range m.frags {
 			if m.pk[i] != nil {
 				continue
@@ -225,7 +239,7 @@ func (e *Engine) sendData(c *contact, s *session, p Profile) {
 			if !ok { // the packet is dropped unsent and built again when there is airtime
 				c.blocked = e.links[to.Link].readyAt(len(b), now)
 				for _, a := range f.acks {
-					e.ack(c, e.ackID(s, a), a.partial, 0)
+					e.ack(c, e.ackID(s, a), a.partial, 0, 0)
 				}
 				s.needConfirm = s.needConfirm || f.confirm
 				return
@@ -235,6 +249,8 @@ func (e *Engine) sendData(c *contact, s *session, p Profile) {
 		}
 		if !m.sent && !slices.Contains(m.pk, nil) {
 			m.sent = true
+			e.background()
+			e.recordState(m.mid, Sent, "")
 			e.emitEvent(Event{Kind: EventDelivery, Contact: c.name, ID: m.mid, State: Sent})
 		}
 	}
@@ -245,7 +261,7 @@ func (e *Engine) sendData(c *contact, s *session, p Profile) {
 			if b != nil { // no airtime: these go again when there is
 				c.blocked = e.links[to.Link].readyAt(len(b), now)
 				for _, a := range f.acks {
-					e.ack(c, e.ackID(s, a), a.partial, 0)
+					e.ack(c, e.ackID(s, a), a.partial, 0, 0)
 				}
 				s.needConfirm = s.needConfirm || f.confirm
 			}
@@ -267,13 +283,20 @@ func (e *Engine) ackID(s *session, a ackFrame) msgID {
 func (e *Engine) acksFor(c *contact, s *session) []ackFrame {
 	due := false
 	for _, a := range c.acks {
-		due = due || !e.now.Before(a.due)
+		if !e.durable(a.gen) {
+			e.wait(c)
+		} else {
+			due = due || !e.now.Before(a.due)
+		}
 	}
 	if !due {
 		return nil
 	}
 	var out []ackFrame
 	for _, id := range slices.SortedFunc(maps.Keys(c.acks), cmpID) {
+		if !e.durable(c.acks[id].gen) {
+			continue
+		}
 		a := ackFrame{seq: id.seq, partial: c.acks[id].partial}
 		if id.epoch != s.peerEpoch {
 			a.orig = id.epoch
@@ -302,6 +325,8 @@ func (e *Engine) assign(m *outMsg, s *session, p Profile) bool {
 	}
 	m.assigned, m.id = true, msgID{s.myEpoch, uint16(s.seq)}
 	s.seq++
+	e.changed(0)
+	m.gen = e.gen
 	for i := range n {
 		m.frags = append(m.frags, m.text[i*chunk:min((i+1)*chunk, len(m.text))])
 	}
@@ -324,6 +349,8 @@ func (m *outMsg) frame(i int, s *session) *dataFrame {
 func (e *Engine) fail(m *outMsg, why string) {
 	c := m.c
 	c.queue = slices.DeleteFunc(c.queue, func(x *outMsg) bool { return x == m })
+	e.background()
+	e.recordState(m.mid, Failed, why)
 	e.emitEvent(Event{Kind: EventDelivery, Contact: c.name, ID: m.mid, State: Failed, Reason: why})
 }
 
@@ -340,6 +367,8 @@ func (e *Engine) onAck(c *contact, s *session, a ackFrame) {
 	m := c.queue[i]
 	if a.partial == nil {
 		c.queue = slices.Delete(c.queue, i, i+1)
+		e.background()
+		e.recordState(m.mid, Delivered, "")
 		if !m.sent { // acknowledged before the Sent event was due
 			e.emitEvent(Event{Kind: EventDelivery, Contact: c.name, ID: m.mid, State: Sent})
 		}
@@ -365,8 +394,8 @@ func (e *Engine) onData(c *contact, s *session, d *dataFrame, hint uint32) {
 	if len(s.recvHints) > maxRecvHints {
 		s.recvHints = s.recvHints[1:]
 	}
-	if _, dup := c.delivered[id]; dup {
-		e.ack(c, id, nil, p.AckDelay)
+	if d, dup := c.delivered[id]; dup {
+		e.ack(c, id, nil, p.AckDelay, d.gen)
 		return
 	}
 	if d.count == 1 {
@@ -402,7 +431,7 @@ func (e *Engine) onData(c *contact, s *session, d *dataFrame, hint uint32) {
 				bits[i/8] |= 1 << (i % 8)
 			}
 		}
-		e.ack(c, id, bits, p.AckDelay)
+		e.ack(c, id, bits, p.AckDelay, 0)
 		return
 	}
 	delete(c.partial, id)
@@ -414,28 +443,38 @@ func (e *Engine) deliver(c *contact, id msgID, t int64, text []byte) {
 	if len(c.delivered) >= maxRemembered {
 		var oldest msgID
 		first := true
-		for k, at := range c.delivered {
-			if first || at.Before(c.delivered[oldest]) {
+		for k, d := range c.delivered {
+			if first || d.at.Before(c.delivered[oldest].at) {
 				oldest, first = k, false
 			}
 		}
 		delete(c.delivered, oldest)
 	}
-	c.delivered[id] = e.now
-	e.emitEvent(Event{Kind: EventMessage, Contact: c.name, Text: text, Verified: c.verified,
-		Seq: id.epoch<<16 | uint64(id.seq), SentAt: time.UnixMilli(int64(id.epoch) + t*1000)})
-	e.ack(c, id, nil, e.profile(c).AckDelay)
+	p := e.profile(c)
+	e.changed(min(p.AckDelay, e.cfg.SaveEvery)) // the acknowledgement waits for it
+	c.delivered[id] = delivered{e.now, e.gen}
+	ev := Event{Kind: EventMessage, Contact: c.name, Text: text, Verified: c.verified,
+		Seq: id.epoch<<16 | uint64(id.seq), SentAt: time.UnixMilli(int64(id.epoch) + t*1000)}
+	e.record(Record{Contact: c.name, Text: slices.Clone(text), At: e.now, SentAt: ev.SentAt, Seq: ev.Seq, Verified: c.verified})
+	if e.cfg.Durable { // reported once saved: a crash before cannot show it twice
+		ev.At = e.now
+		e.held = append(e.held, heldEvent{e.gen, ev})
+	} else {
+		e.emitEvent(ev)
+	}
+	e.ack(c, id, nil, p.AckDelay, e.gen)
 }
 
 // ack schedules an acknowledgement of id (partial: the fragments so far)
-// within delay, when it may ride on other traffic.
-func (e *Engine) ack(c *contact, id msgID, partial []byte, delay time.Duration) {
+// within delay, when it may ride on other traffic, once the change of
+// generation gen is saved.
+func (e *Engine) ack(c *contact, id msgID, partial []byte, delay time.Duration, gen uint64) {
 	a := c.acks[id]
 	if a == nil {
 		a = &ackDue{due: e.now.Add(delay)}
 		c.acks[id] = a
 	}
-	a.partial = partial
+	a.partial, a.gen = partial, max(a.gen, gen)
 	if len(c.acks) > maxAcks {
 		a.due = e.now
 	}
@@ -451,8 +490,8 @@ func (e *Engine) onDuplicate(s *session, packet []byte) {
 			continue
 		}
 		c := s.c
-		if _, done := c.delivered[h.id]; done {
-			e.ack(c, h.id, nil, 0)
+		if d, done := c.delivered[h.id]; done {
+			e.ack(c, h.id, nil, 0, d.gen)
 		} else if pm := c.partial[h.id]; pm != nil {
 			bits := make([]byte, (len(pm.have)+7)/8)
 			for i, have := range pm.have {
@@ -460,7 +499,7 @@ func (e *Engine) onDuplicate(s *session, packet []byte) {
 					bits[i/8] |= 1 << (i % 8)
 				}
 			}
-			e.ack(c, h.id, bits, 0)
+			e.ack(c, h.id, bits, 0, 0)
 		}
 		return
 	}
@@ -502,7 +541,9 @@ func (c *contact) deadlines(e *Engine) []time.Time {
 		}
 	}
 	for _, a := range c.acks {
-		t = append(t, a.due)
+		if e.durable(a.gen) { // the others wake up with Saved
+			t = append(t, a.due)
+		}
 	}
 	for _, pm := range c.partial {
 		t = append(t, pm.started.Add(p.Reassembly))

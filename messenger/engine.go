@@ -52,7 +52,14 @@ type Engine struct {
 	nextID    MsgID
 	out       []Packet
 	events    []Event
-	dirty     bool
+	history   []Record
+
+	// durability (durable.go)
+	dirty                     bool
+	gen, encodedGen, savedGen uint64
+	saveAt                    time.Time
+	waiting                   map[*contact]bool
+	held                      []heldEvent
 
 	sched        schedule // contacts by next deadline
 	touched      map[*contact]bool
@@ -92,6 +99,7 @@ func New(id keystore.Identity, cfg Config, state []byte, now time.Time) (*Engine
 		contacts: map[string]*contact{}, demux: core.NewDemux(), sessions: map[*core.Session]*session{},
 		byHint: map[uint32]*handshake{}, answered: map[[32]byte]*answer{}, strangers: map[string]time.Time{},
 		touched: map[*contact]bool{}, dhIndex: map[keystore.PublicKey]*contact{}, byLast: map[Addr]*contact{},
+		waiting: map[*contact]bool{},
 	}
 	e.responder = core.NewResponder(id, e.coreConfig(e.myID))
 	if err := e.load(state); err != nil {
@@ -135,12 +143,14 @@ func (e *Engine) Send(now time.Time, name string, text []byte) (MsgID, error) {
 	if len(c.queue) >= e.cfg.MaxQueued {
 		return 0, fmt.Errorf("send to %s: %d messages waiting: %w", name, len(c.queue), ErrQueueFull)
 	}
-	if len(c.dest()) == 0 {
+	if len(c.dest(e.links)) == 0 {
 		return 0, fmt.Errorf("send to %s: %w (set one, or wait until it contacts you)", name, ErrNoAddress)
 	}
 	e.nextID++
 	m := &outMsg{mid: e.nextID, c: c, text: slices.Clone(text), created: now, deadline: now.Add(e.profile(c).Deadline)}
 	c.queue = append(c.queue, m)
+	e.changed(0)
+	e.record(Record{Contact: name, Out: true, ID: m.mid, State: Queued, Text: slices.Clone(text), At: now})
 	e.emitEvent(Event{Kind: EventDelivery, Contact: name, ID: m.mid, State: Queued})
 	e.touch(c)
 	e.pump()
@@ -195,13 +205,14 @@ func (e *Engine) emitEvent(ev Event) {
 // epoch, strictly above every one used before, even if the clock went back.
 func (e *Engine) nextTS() uint64 {
 	ts := max(uint64(max(e.now.UnixMilli(), 0)), e.lastTS+1)
-	e.lastTS, e.dirty = ts, true
+	e.lastTS = ts
+	e.background()
 	return ts
 }
 
 // profile is the profile of the link c is reached on.
 func (e *Engine) profile(c *contact) Profile {
-	for _, a := range c.dest() {
+	for _, a := range c.dest(e.links) {
 		if l := e.links[a.Link]; l != nil {
 			return l.p
 		}
@@ -276,7 +287,8 @@ func (e *Engine) onInit(from Addr, packet []byte) {
 		e.drop(from, c.name, "replayed or stale handshake")
 		return
 	}
-	c.hw, e.dirty = ts1, true
+	c.hw = ts1
+	e.background()
 	if c.pending != nil {
 		// Both ends initiated: the end with the lower identity keeps its
 		// own handshake, on both sides, so both end with one session.
@@ -359,7 +371,7 @@ type handshake struct {
 // startHandshake sends a fresh message 1 to c.
 func (e *Engine) startHandshake(c *contact) {
 	p := e.profile(c)
-	to := c.dest()
+	to := c.dest(e.links)
 	suite, err := e.suiteFor(c)
 	if err == nil && len(to) == 0 {
 		err = ErrNoAddress
@@ -450,11 +462,18 @@ func (e *Engine) onResponse(packet []byte) {
 	}
 	e.abandon(h)
 	ts2, err := decodeResp(payload)
+	if err == nil && ts2 <= c.hw2 {
+		// Its epoch names the messages it sends in this session: one
+		// seen before would make new messages look like old ones.
+		err = fmt.Errorf("message 2 timestamp not above the last one (%w)", ErrProtocol)
+	}
 	if err != nil {
 		s.Close()
 		e.drop(Addr{}, c.name, err.Error())
 		return
 	}
+	c.hw2 = ts2
+	e.background()
 	c.hsDelay = 0
 	ss := e.newSession(c, s, true, h.ts, ts2)
 	ss.needConfirm = true
@@ -473,11 +492,14 @@ func (e *Engine) promote(c *contact, s *session) {
 	s.confirmed = true
 	c.current = s
 	// The peer answers now: what it has not acknowledged goes again at
-	// once, under the new session, instead of waiting out its backoff.
+	// once, under the new session, instead of waiting out its backoff. A
+	// new session may mean the peer restarted and lost the fragments it
+	// acknowledged one by one (they are not saved): those go again too.
 	p := e.profile(c)
 	for _, m := range c.queue {
 		for i, pk := range m.pk {
-			if pk != nil && !m.acked[i] {
+			if pk != nil {
+				m.acked[i] = false
 				pk.next, pk.rto = e.now, p.RTO
 			}
 		}
@@ -542,7 +564,7 @@ func (e *Engine) onTransport(from Addr, packet []byte) {
 	}
 	if o.Newest && from != c.last && s == c.current {
 		e.setLast(c, from)
-		e.dirty = true
+		e.background()
 		e.emitEvent(Event{Kind: EventAddress, Contact: c.name, From: from})
 	}
 	f, err := decodeFrames(o.Plaintext)
@@ -655,9 +677,15 @@ func (e *Engine) drop(from Addr, contact, why string) {
 
 // Deadline is when the engine next needs Tick (the zero time: never).
 func (e *Engine) Deadline() time.Time {
+	if len(e.touched) > 0 { // restored from the state, not serviced yet
+		return e.now
+	}
 	d := e.answeredNext
 	if len(e.sched) > 0 && (d.IsZero() || e.sched[0].due.Before(d)) {
 		d = e.sched[0].due
+	}
+	if s := e.saveDeadline(); !s.IsZero() && (d.IsZero() || s.Before(d)) {
+		d = s
 	}
 	return d
 }
@@ -665,19 +693,6 @@ func (e *Engine) Deadline() time.Time {
 // answerKeep: how long a message 2 is kept for retransmissions of its
 // message 1.
 const answerKeep = 10 * time.Minute
-
-// State returns the engine's state to save.
-func (e *Engine) State() []byte { return e.save() }
-
-// Changed returns the state if it changed since the last call, for a host
-// that saves after every call: nothing is encoded when nothing changed.
-func (e *Engine) Changed() ([]byte, bool) {
-	if !e.dirty {
-		return nil, false
-	}
-	e.dirty = false
-	return e.save(), true
-}
 
 // Close wipes every session. The engine is unusable afterwards.
 func (e *Engine) Close() {

@@ -11,7 +11,8 @@ type EventKind int
 
 const (
 	// EventMessage: a message arrived from Contact (Text, Seq, SentAt,
-	// Verified). Each message is delivered once.
+	// Verified). Each message is delivered once; a Durable engine reports
+	// it once the save recording it is done.
 	EventMessage EventKind = iota + 1
 	// EventDelivery: message ID to Contact is now State (Reason if Failed).
 	EventDelivery
@@ -35,7 +36,7 @@ const (
 	Queued    DeliveryState = iota + 1 // accepted, waiting for a session or a slot
 	Sent                               // every fragment handed to the link at least once
 	Delivered                          // the contact acknowledged it
-	Failed                             // given up (Reason says why); never delivered
+	Failed                             // given up (Reason says why): not acknowledged in time
 )
 
 func (s DeliveryState) String() string {

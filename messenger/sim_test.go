@@ -31,6 +31,11 @@ type simNet struct {
 	frames int
 	// tap, if set, sees every packet put on air (the attacker's antenna).
 	tap func(from *simNode, p Packet)
+	// cut, if set, is asked after each node's packets went out and before
+	// its save: true crashes the node there (a power cut).
+	cut func(s *simNode) bool
+	// lose, if set, drops the packets it returns true for.
+	lose func(from *simNode, p Packet) bool
 }
 
 type simNode struct {
@@ -40,6 +45,37 @@ type simNode struct {
 	addr   Addr
 	events []Event
 	down   bool // switched off: hears nothing
+	// A Durable node saves what Changed returns to disk at every step.
+	cfg      Config
+	profile  Profile
+	disk     []byte
+	diskFull bool // saves fail
+}
+
+// persist saves the node's state if a save is due, as a host does after
+// every call.
+func (s *simNode) persist() {
+	if !s.cfg.Durable {
+		return
+	}
+	if b, ok := s.e.Changed(); ok && !s.diskFull {
+		s.disk = b
+		s.e.Saved()
+	}
+}
+
+// crash loses everything the node holds in memory (sessions, what it had
+// not saved) and starts it again from its disk.
+func (s *simNode) crash(t testing.TB, now time.Time) {
+	s.e.Close()
+	e, err := New(s.id, s.cfg, s.disk, now)
+	if err != nil {
+		t.Fatalf("%s: the saved state does not load: %v", s.name, err)
+	}
+	if err := e.AddLink("udp", s.profile); err != nil {
+		t.Fatal(err)
+	}
+	s.e = e
 }
 
 type flight struct {
@@ -65,16 +101,20 @@ func fixedIdentity(t testing.TB, b byte) keystore.Identity {
 
 // add makes a node on link "udp" (addressed by name) with profile p.
 func (n *simNet) add(name string, id keystore.Identity, p Profile) *simNode {
-	e, err := New(id, Config{}, nil, n.now)
+	return n.addWith(name, id, p, Config{})
+}
+
+func (n *simNet) addWith(name string, id keystore.Identity, p Profile, cfg Config) *simNode {
+	e, err := New(id, cfg, nil, n.now)
 	if err != nil {
 		n.t.Fatal(err)
 	}
 	if err := e.AddLink("udp", p); err != nil {
 		n.t.Fatal(err)
 	}
-	s := &simNode{name: name, id: id, e: e, addr: Addr{"udp", name}}
+	s := &simNode{name: name, id: id, e: e, addr: Addr{"udp", name}, cfg: cfg, profile: p}
 	n.nodes = append(n.nodes, s)
-	n.t.Cleanup(e.Close)
+	n.t.Cleanup(func() { s.e.Close() })
 	return s
 }
 
@@ -107,32 +147,44 @@ func (n *simNet) node(a Addr) *simNode {
 	return nil
 }
 
-// collect takes every node's output into the air and its events.
+// collect takes every node's output into the air and its events, then
+// saves its state and takes what the save released, in the order capi
+// does.
 func (n *simNet) collect() {
 	for _, s := range n.nodes {
-		pkts, evs := s.e.Poll()
-		s.events = append(s.events, evs...)
-		for _, p := range pkts {
-			n.bytes += len(p.Data)
-			n.frames++
-			if n.tap != nil {
-				n.tap(s, p)
+		n.output(s)
+		if n.cut != nil && n.cut(s) {
+			s.crash(n.t, n.now)
+			continue
+		}
+		s.persist()
+		n.output(s)
+	}
+}
+
+func (n *simNet) output(s *simNode) {
+	pkts, evs := s.e.Poll()
+	s.events = append(s.events, evs...)
+	for _, p := range pkts {
+		n.bytes += len(p.Data)
+		n.frames++
+		if n.tap != nil {
+			n.tap(s, p)
+		}
+		to := n.node(p.To)
+		if to == nil || n.rng.Float64() < n.loss || (n.lose != nil && n.lose(s, p)) {
+			continue
+		}
+		copies := 1
+		if n.rng.Float64() < n.dup {
+			copies = 2
+		}
+		for range copies {
+			d := n.delay
+			if n.jitter > 0 {
+				d += time.Duration(n.rng.Int64N(int64(n.jitter)))
 			}
-			to := n.node(p.To)
-			if to == nil || n.rng.Float64() < n.loss {
-				continue
-			}
-			copies := 1
-			if n.rng.Float64() < n.dup {
-				copies = 2
-			}
-			for range copies {
-				d := n.delay
-				if n.jitter > 0 {
-					d += time.Duration(n.rng.Int64N(int64(n.jitter)))
-				}
-				n.air = append(n.air, flight{at: n.now.Add(d), from: s.addr, to: to, data: p.Data})
-			}
+			n.air = append(n.air, flight{at: n.now.Add(d), from: s.addr, to: to, data: p.Data})
 		}
 	}
 }
@@ -182,6 +234,7 @@ func (n *simNet) step(limit time.Time) bool {
 			s.e.Tick(n.now)
 		}
 	}
+	n.collect() // as a host does after every call
 	return true
 }
 

@@ -11,18 +11,26 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/loramesh/loramesh-core/internal/seal"
+	"github.com/loramesh/loramesh-core/keystore"
 	"golang.org/x/sys/unix"
 )
 
-// Store keeps an engine's state in a directory: the file "state" written
-// atomically (a temporary file synced, renamed over it, the directory
-// synced), under an exclusive lock on "lock" held while the Store is open,
-// so a second process on the same identity gets ErrStateInUse naming the
-// first instead of fighting it over sessions. Not on js/wasm: a page keeps
-// its state in IndexedDB under a Web Lock (cmd/wasm, web/loramesh.js).
+// Store keeps an engine's state in a directory: the file "state", sealed to
+// the identity (docs/STORAGE.md) and written atomically (a temporary file
+// synced, renamed over it, the directory synced), under an exclusive lock on
+// "lock" held while the Store is open, so a second process on the same
+// identity gets ErrStateInUse naming the first instead of fighting it over
+// sessions. Saving seals to the identity's public key (no key operation);
+// loading costs one Identity.DH. A state file written before sealing
+// existed (plain CBOR) is read, and sealed at the next save. Not on
+// js/wasm: a page keeps its state in IndexedDB under a Web Lock (cmd/wasm,
+// web/loramesh.js).
 type Store struct {
 	dir  string
 	lock *os.File
+	id   keystore.Identity
+	to   keystore.PublicKey
 }
 
 const (
@@ -30,8 +38,16 @@ const (
 	lockName  = "lock"
 )
 
-// OpenStore opens (creating it 0700) dir and locks it.
-func OpenStore(dir string) (*Store, error) {
+// sealPurpose names state files in their sealing (seal.Seal's purpose).
+const sealPurpose = "state"
+
+// OpenStore opens (creating it 0700) dir, for identity id's state, and
+// locks it.
+func OpenStore(dir string, id keystore.Identity) (*Store, error) {
+	to, err := id.DHPublic(seal.Suite(id))
+	if err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", dir, err)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory %s: %w", dir, err)
 	}
@@ -54,32 +70,52 @@ func OpenStore(dir string) (*Store, error) {
 	}
 	f.Truncate(0)
 	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	s := &Store{dir: dir, lock: f}
+	s := &Store{dir: dir, lock: f, id: id, to: to}
 	s.cleanTemps()
 	return s, nil
 }
 
-// Load returns the saved state, nil if there is none.
+// Load returns the saved state, opened, nil if there is none. A file sealed
+// to another identity gives ErrStateOwner, a damaged one ErrStateFile; both
+// name the file and leave it as it is.
 func (s *Store) Load() ([]byte, error) {
-	b, err := os.ReadFile(filepath.Join(s.dir, stateName))
+	path := filepath.Join(s.dir, stateName)
+	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", filepath.Join(s.dir, stateName), err)
+		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	return b, nil
+	if !seal.IsSealed(b) && len(b) > 0 && b[0]&0xe0 == 0xa0 {
+		return b, nil // a CBOR map: written before sealing (checked by the engine)
+	}
+	pt, err := seal.Open(s.id, sealPurpose, b)
+	switch {
+	case errors.Is(err, seal.ErrOpen):
+		return nil, fmt.Errorf("%s: %w: %w (restore it from a backup made with this identity, or move it away to start afresh)", path, ErrStateOwner, err)
+	case errors.Is(err, seal.ErrNotSealed), errors.Is(err, seal.ErrFormat):
+		return nil, fmt.Errorf("%s: %w: %w (move it away to start afresh)", path, ErrStateFile, err)
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return pt, nil
 }
 
-// Save replaces the state atomically: a crash leaves the old or the new.
+// Save seals state b and replaces the file atomically: a crash leaves the
+// old or the new.
 func (s *Store) Save(b []byte) error {
 	path := filepath.Join(s.dir, stateName)
+	sealed, err := seal.Seal(s.to, sealPurpose, b)
+	if err != nil {
+		return fmt.Errorf("saving %s: %w", path, err)
+	}
 	f, err := os.CreateTemp(s.dir, ".state-*")
 	if err != nil {
 		return fmt.Errorf("saving %s: %w", path, err)
 	}
 	tmp := f.Name()
-	_, err = f.Write(b)
+	_, err = f.Write(sealed)
 	if err == nil {
 		err = f.Sync()
 	}

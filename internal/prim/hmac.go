@@ -8,7 +8,8 @@ import (
 )
 
 // HMAC writes HMAC-SHA256(key, data...) into out (RFC 2104). Keys up to one
-// block and data up to 96 bytes (every call in the protocol) use buffers on
+// block and data up to maxStackData bytes (every call in the protocol and in
+// sealing) use buffers on
 // the stack, because crypto/hmac allocates eight heap objects a call, each of
 // which runtime/secret must track and erase; longer inputs take crypto/hmac.
 // A test checks both against crypto/hmac.
@@ -17,11 +18,11 @@ func HMAC(out *[32]byte, key []byte, data ...[]byte) {
 	for _, d := range data {
 		n += len(d)
 	}
-	if len(key) > 64 || n > 96 {
+	if len(key) > 64 || n > maxStackData {
 		long(out, key, data)
 		return
 	}
-	var in [64 + 96]byte
+	var in [64 + maxStackData]byte
 	var outer [64 + 32]byte
 	for i := range 64 {
 		var k byte
@@ -41,6 +42,10 @@ func HMAC(out *[32]byte, key []byte, data ...[]byte) {
 	secret.Wipe(outer[:])
 	secret.Wipe(inner[:])
 }
+
+// maxStackData: the longest HMAC input in use is HPKE's LabeledExpand of a
+// P-256 KEM secret (internal/seal), 2+7+5+13+130+1 = 158 bytes.
+const maxStackData = 160
 
 // long is HMAC for inputs past the stack buffers. It copies its arguments
 // first: handing them to crypto/hmac's interfaces would make every caller's

@@ -1,4 +1,4 @@
-package core_test
+package prim_test
 
 import (
 	"bytes"
@@ -6,7 +6,7 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/internal/prim"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -20,23 +20,27 @@ func TestAEADAgainstXCrypto(t *testing.T) {
 		ref, _ := chacha20poly1305.New(key[:])
 		nonce := make([]byte, 12)
 		binary.LittleEndian.PutUint64(nonce[4:], uint64(n))
+		nc, next := prim.NoiseNonce(uint64(n)), prim.NoiseNonce(uint64(n)+1)
+		if !bytes.Equal(nc[:], nonce) {
+			t.Fatal("NoiseNonce is not Noise's nonce encoding")
+		}
 		want := ref.Seal(nil, nonce, pt, ad)
-		got := core.Seal(&key, uint64(n), []byte("prefix"), ad, pt)
+		got := prim.Seal(&key, &nc, []byte("prefix"), ad, pt)
 		if !bytes.Equal(got[6:], want) {
 			t.Fatalf("seal differs at %d bytes", n)
 		}
-		back, err := core.Open(&key, uint64(n), ad, want)
+		back, err := prim.Open(&key, &nc, nil, ad, want)
 		if err != nil || !bytes.Equal(back, pt) {
 			t.Fatalf("open fails at %d bytes", n)
 		}
 		for i := range want {
 			bad := bytes.Clone(want)
 			bad[i] ^= 1
-			if _, err := core.Open(&key, uint64(n), ad, bad); err == nil {
+			if _, err := prim.Open(&key, &nc, nil, ad, bad); err == nil {
 				t.Fatal("forgery accepted")
 			}
 		}
-		if _, err := core.Open(&key, uint64(n)+1, ad, want); err == nil {
+		if _, err := prim.Open(&key, &next, nil, ad, want); err == nil {
 			t.Fatal("wrong nonce accepted")
 		}
 	}
