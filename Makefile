@@ -11,14 +11,32 @@ PYTHON ?= /usr/bin/python3
 DEBS := softhsm2 opensc swtpm swtpm-tools tpm2-tools tpm2-openssl python3-pytest python3-serial python3-setuptools gcc libc6-dev python3-wheel python3-venv socat chromium
 FUZZTIME ?= 3s
 LIB := build/libloramesh.so
+VERSION := $(shell sed -n 's/^const Version = "\(.*\)"/\1/p' capi/main.go)
+# Everything the library is built from (tests and tools excluded).
+LIBSRC := $(shell find capi core keystore messenger internal \( -name '*.go' ! -name '*_test.go' \) -o -name '*.h' -o -name '*.c' 2>/dev/null) go.mod go.sum
+
+# Field devices: `make cross` builds the library for these GOARCHes into
+# build/linux-GOARCH/ (libloramesh.so, libloramesh.a, loramesh.h and the
+# pkg-config files loramesh.pc and loramesh-static.pc) with Debian's cross
+# compilers; `make crosstest` runs the tests that matter on the boards under
+# qemu-user (tests/cross). 32-bit ARM is built for ARMv7 (Debian armhf).
+CROSS_ARCHES := amd64 arm64 arm
+CROSS_GOARM := 7
+CROSS_CC_amd64 := gcc
+CROSS_CC_arm64 := aarch64-linux-gnu-gcc
+CROSS_CC_arm := arm-linux-gnueabihf-gcc
+CROSS_DEBS := gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross \
+	qemu-user-static pkgconf
+CROSS_OUT := $(foreach a,$(CROSS_ARCHES),$(addprefix build/linux-$(a)/,libloramesh.so libloramesh.a loramesh.h loramesh.pc loramesh-static.pc))
+
+.PHONY: all build lib deps test gotest wasmtest webtest pytest fuzz run bench vet clean wasm cross cross-deps crosstest sysroots
+
 # The browser build: loramesh.wasm, its loader and the example page.
 WEB := build/web
 WASMEXEC := $(shell $(GO) env GOROOT)/lib/wasm
 WASMENV := GOOS=js GOARCH=wasm
 # What builds for js/wasm, vetted and tested there too.
 WASMPKGS := ./core ./messenger ./keystore ./keystore/webcrypto ./internal/secret ./internal/prim ./internal/jsutil ./cmd/wasm
-
-.PHONY: all build lib deps test gotest wasmtest webtest pytest fuzz run bench vet clean wasm
 
 all: build lib
 
@@ -27,7 +45,7 @@ build:
 
 lib: $(LIB)
 
-$(LIB): $(shell find capi core keystore -name '*.go' -o -name '*.h' -o -name '*.c' 2>/dev/null) go.mod
+$(LIB): $(LIBSRC)
 	mkdir -p build
 	$(GO) build -buildmode=c-shared -o $(LIB) ./capi
 	rm -f build/libloramesh.h
@@ -53,7 +71,7 @@ vet:
 	$(GO) vet ./...
 	$(WASMENV) $(GO) vet -tags browser $(WASMPKGS)
 
-test: deps vet lib gotest wasmtest fuzz pytest webtest
+test: deps vet lib gotest wasmtest fuzz pytest crosstest webtest
 
 gotest:
 	$(GO) test -race -count=1 ./...
@@ -97,8 +115,60 @@ run: deps lib
 
 # The Python row compares against the cryptography package when present.
 bench: DEBS += python3-cryptography
-bench: deps lib
+bench: deps lib cross
 	$(GO) run ./tests/bench
+
+# ---- cross builds -----------------------------------------------------------
+
+cross-deps:
+	@$(MAKE) --no-print-directory deps DEBS="$(CROSS_DEBS)"
+
+cross: cross-deps
+	@$(MAKE) --no-print-directory $(CROSS_OUT)
+
+# GOARCH of a build/linux-GOARCH/ target, and its build environment.
+cross_env = CGO_ENABLED=1 GOOS=linux GOARCH=$(1) $(if $(filter arm,$(1)),GOARM=$(CROSS_GOARM)) CC=$(CROSS_CC_$(1))
+
+build/linux-%/libloramesh.so: $(LIBSRC)
+	@mkdir -p $(@D)
+	$(call cross_env,$*) $(GO) build -buildmode=c-shared -o $@ ./capi
+	@rm -f $(@D)/libloramesh.h
+
+build/linux-%/libloramesh.a: $(LIBSRC)
+	@mkdir -p $(@D)
+	$(call cross_env,$*) $(GO) build -buildmode=c-archive -o $@ ./capi
+	@rm -f $(@D)/libloramesh.h
+
+build/linux-%/loramesh.h: capi/loramesh.h
+	@mkdir -p $(@D)
+	cp $< $@
+
+# pkg-config files that find their directory themselves (${pcfiledir}), so
+# build/linux-GOARCH/ can be copied anywhere: loramesh.pc links the shared
+# library, loramesh-static.pc the archive (plus what the Go runtime and
+# dlopen of PKCS#11 modules need from libc).
+build/linux-%/loramesh.pc: Makefile
+	@mkdir -p $(@D)
+	printf '%s\n' 'prefix=$${pcfiledir}' 'libdir=$${prefix}' 'includedir=$${prefix}' '' \
+		'Name: loramesh' 'Description: loramesh-core C ABI (linux/$*), shared library' 'Version: $(VERSION)' \
+		'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -lloramesh -Wl,-rpath,$${libdir}' > $@
+
+build/linux-%/loramesh-static.pc: Makefile
+	@mkdir -p $(@D)
+	printf '%s\n' 'prefix=$${pcfiledir}' 'libdir=$${prefix}' 'includedir=$${prefix}' '' \
+		'Name: loramesh-static' 'Description: loramesh-core C ABI (linux/$*), static archive' 'Version: $(VERSION)' \
+		'Cflags: -I$${includedir}' 'Libs: $${libdir}/libloramesh.a -pthread -ldl' > $@
+
+# Minimal Debian roots of the emulated architectures (tests/cross/sysroot.sh):
+# python3 for the binding's tests, libcrypto for keystore/tpm's simulator,
+# SoftHSM's module. Reused while its package list is unchanged.
+sysroots:
+	tests/cross/sysroot.sh arm64 build/cross/root-arm64
+	tests/cross/sysroot.sh armhf build/cross/root-armhf
+
+crosstest: cross sysroots
+	$(GO) vet -tags cross ./tests/cross
+	$(GO) test -tags cross -count=1 -timeout 25m -v ./tests/cross
 
 clean:
 	rm -rf build

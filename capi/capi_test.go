@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 	"github.com/loramesh/loramesh-core/keystore/memory"
 	"github.com/loramesh/loramesh-core/keystore/pkcs11"
@@ -78,6 +81,41 @@ func TestCodesMatchHeader(t *testing.T) {
 	}
 	if macro("LM_SEED_SIZE") != memory.SeedSize {
 		t.Error("LM_SEED_SIZE differs")
+	}
+	if macro("LM_FEATURE_ERASE") != featureErase || macro("LM_FEATURE_MLOCK") != featureMlock {
+		t.Error("LM_FEATURE_* differ")
+	}
+}
+
+// TestFeatures: the bits are the build's (secret.Erases; mlock on Linux),
+// and the text says the same, starting with the platform and Go version.
+func TestFeatures(t *testing.T) {
+	f, text := featureFlags(), featureText()
+	t.Log(text)
+	if (f&featureErase != 0) != secret.Erases {
+		t.Errorf("erase bit %v, secret.Erases %v", f&featureErase != 0, secret.Erases)
+	}
+	if (f&featureMlock != 0) != (runtime.GOOS == "linux") {
+		t.Errorf("mlock bit %v on %s", f&featureMlock != 0, runtime.GOOS)
+	}
+	if f&^(featureErase|featureMlock) != 0 {
+		t.Errorf("undocumented bits %#x", f)
+	}
+	words := strings.Fields(text)
+	if len(words) < 2 || words[0] != runtime.GOOS+"/"+runtime.GOARCH || strings.TrimSuffix(words[1], ":") != runtime.Version() {
+		t.Errorf("text %q does not start with the platform and Go version", text)
+	}
+	for bit, word := range map[uint32]string{featureErase: "erase", featureMlock: "mlock"} {
+		want := word + " no"
+		if f&bit != 0 {
+			want = word + " yes"
+		}
+		if !strings.Contains(text, want) {
+			t.Errorf("text %q lacks %q", text, want)
+		}
+	}
+	if secret.Erases == strings.Contains(text, "(") {
+		t.Errorf("text %q: a missing guarantee comes with its reason, a present one without", text)
 	}
 }
 

@@ -125,6 +125,10 @@ func lm_engine_add_link(h C.uint64_t, name *C.char, profile C.int, frame C.uint3
 // lm_engine_set_history says otherwise.
 const defaultHistory = 1000
 
+// The header's LM_HISTORY_MAX is messenger.MaxHistory: a negative constant
+// converted to uint does not compile, so the two cannot part.
+const _ = uint(C.LM_HISTORY_MAX-messenger.MaxHistory) + uint(messenger.MaxHistory-C.LM_HISTORY_MAX)
+
 //export lm_engine_set_history
 func lm_engine_set_history(h C.uint64_t, keep C.uint32_t, maxAge C.int64_t) (rc C.int) {
 	defer guard(&rc)

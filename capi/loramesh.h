@@ -140,6 +140,15 @@ enum lm_error {
 #define LM_MAX_INIT_PAYLOAD 65437  /* lm_initiate payload limit */
 #define LM_MAX_OVERHEAD 21         /* lm_encrypt_size(n) == n + LM_MAX_OVERHEAD */
 
+/* Feature bits (lm_features): what this build of the library guarantees
+ * about the secrets it handles. Check them at start-up; README.md
+ * ("Architectures and custody guarantees") says which hold where. */
+#define LM_FEATURE_ERASE 0x1 /* runtime/secret erases the registers, stack and heap
+			      * temporaries of every operation on key material
+			      * (linux/amd64 and linux/arm64 only) */
+#define LM_FEATURE_MLOCK 0x2 /* kept secrets live in mlocked pages, excluded from core
+			      * dumps, never in ordinary memory (every Linux build) */
+
 /* Messenger engine types (see "Messenger engine" below). */
 /* Link profiles (lm_engine_add_link): sizes and timers. */
 #define LM_LINK_LORA 1   /* 255-byte frames, ~1.8 kbit/s, 1 % duty cycle; tens of seconds, a day to deliver */
@@ -208,6 +217,21 @@ const char *lm_strerror(int code);
  * so other threads cannot overwrite it. Messages never hold secrets
  * or bytes received from a peer. */
 int lm_last_error(char *buf, size_t *len);
+
+/* The LM_FEATURE_* bits of this build. A bit that is clear is a guarantee
+ * the library does NOT give on this architecture: without LM_FEATURE_ERASE
+ * (linux/arm, 32-bit), copies of keys that the Go primitives leave in
+ * registers, on stacks and in freed heap memory are not erased, only the
+ * library's own buffers are wiped. The library never drops a guarantee
+ * silently: this is where it says so. */
+int lm_features(uint32_t *flags);
+
+/* The same in words, for logs and bug reports, e.g.
+ *   "linux/arm go1.26.8 GOARM=7: mlock yes, erase no (runtime/secret does
+ *    not erase on linux/arm; only linux/amd64 and linux/arm64)"
+ * The first word is the platform (GOOS/GOARCH), the second the Go version.
+ * Static string, never freed. */
+const char *lm_features_string(void);
 
 /* Zeroes len bytes at buf in a way the compiler cannot remove. NULL is
  * ignored. */

@@ -160,6 +160,6 @@ func (c Config) withDefaults() Config {
 	if c.SaveEvery <= 0 {
 		c.SaveEvery = 30 * time.Second
 	}
-	c.History = min(max(c.History, 0), maxHistory)
+	c.History = min(max(c.History, 0), MaxHistory)
 	return c
 }

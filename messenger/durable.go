@@ -111,12 +111,15 @@ type Record struct {
 // SetHistory changes how much history is kept (Config.History and
 // HistoryAge); what no longer fits is dropped at once.
 func (e *Engine) SetHistory(keep int, age time.Duration) {
-	e.cfg.History, e.cfg.HistoryAge = min(max(keep, 0), maxHistory), max(age, 0)
-	e.trimHistory()
+	e.cfg.History, e.cfg.HistoryAge = min(max(keep, 0), MaxHistory), max(age, 0)
+	n := len(e.history)
+	if e.trimHistory(); len(e.history) < n {
+		e.changed(0) // the user asked for less kept: off the disk at the next save, not within SaveEvery
+	}
 }
 
-// maxHistory bounds Config.History.
-const maxHistory = 10_000
+// MaxHistory bounds Config.History (LM_HISTORY_MAX in the C header).
+const MaxHistory = 10_000
 
 // History returns the kept messages, oldest first.
 func (e *Engine) History() []Record {

@@ -26,7 +26,7 @@ func TestCrashAtAnyMoment(t *testing.T) {
 func crashRun(t *testing.T, seed uint64) {
 	n := newSim(t, seed)
 	n.loss, n.dup, n.jitter = 0.15, 0.05, 200*time.Millisecond
-	cfg := Config{Durable: true, History: maxHistory}
+	cfg := Config{Durable: true, History: MaxHistory}
 	a := n.addWith("alice", fixedIdentity(t, 1), UDP, cfg)
 	b := n.addWith("bob", fixedIdentity(t, 2), UDP, cfg)
 	n.befriend(a, b)

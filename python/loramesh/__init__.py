@@ -8,6 +8,8 @@ Loading it starts the Go runtime in this process: core dumps are disabled,
 Go installs signal handlers, and the process must not fork() without exec
 afterwards (subprocess is fine). See capi/loramesh.h.
 """
+from typing import NamedTuple
+
 from ._capi import secure_wipe
 from ._lib import (
     MAX_PAYLOAD, PACKET_CARD, PACKET_INIT_P256, PACKET_INIT_X25519, PACKET_RESPONSE,
@@ -29,6 +31,33 @@ def library_version() -> str:
     return _capi.version()
 
 
+class Features(NamedTuple):
+    """What the loaded library guarantees about secrets (lm_features).
+
+    erase: runtime/secret erases the registers, stack and heap temporaries of
+    every operation on key material; only linux/amd64 and linux/arm64 builds.
+    mlock: secrets the library keeps live in mlocked pages (every Linux build).
+    platform ("linux/arm") and go_version come from the library itself, not
+    from this interpreter; text is its one-line description, for logs.
+    """
+    erase: bool
+    mlock: bool
+    platform: str
+    go_version: str
+    flags: int
+    text: str
+
+
+def features() -> Features:
+    """The loaded library's custody guarantees on this architecture. Check
+    erase before relying on it: on 32-bit ARM it is False."""
+    from . import _capi, _lib
+    flags, text = _capi.features()
+    words = text.split()
+    return Features(bool(flags & _lib.FEATURE_ERASE), bool(flags & _lib.FEATURE_MLOCK),
+                    words[0] if words else "", words[1].rstrip(":") if len(words) > 1 else "", flags, text)
+
+
 def packet_kind(packet) -> int:
     """PACKET_* kind of a received packet (from its first two bytes)."""
     from . import _capi
@@ -36,7 +65,7 @@ def packet_kind(packet) -> int:
 
 
 __all__ = [
-    "ContactCard", "IdentityKey", "LoraMeshError", "MemoryKeystore", "Pkcs11Keystore",
-    "PublicKey", "Responder", "Session", "TpmKeystore", "X25519Key", "library_version", "packet_kind",
+    "ContactCard", "Features", "IdentityKey", "LoraMeshError", "MemoryKeystore", "Pkcs11Keystore",
+    "PublicKey", "Responder", "Session", "TpmKeystore", "X25519Key", "features", "library_version", "packet_kind",
     "secure_wipe", "verify",
 ]

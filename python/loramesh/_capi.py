@@ -153,6 +153,13 @@ def abi_version() -> int:
     return lib().lm_abi_version()
 
 
+def features():
+    """(LM_FEATURE_* bits, the library's description of them)."""
+    f = c_uint32()
+    check(lib().lm_features(byref(f)), "lm_features")
+    return f.value, lib().lm_features_string().decode("utf-8", "replace")
+
+
 def locked_memory():
     a, b = c_size_t(), c_size_t()
     check(lib().lm_locked_memory(byref(a), byref(b)), "lm_locked_memory")
@@ -531,20 +538,36 @@ def engine_next_packet(e: int):
     raise LoraMeshError("lm_engine_next_packet: output size keeps growing")
 
 
-def engine_next_event(e: int):
-    """(lm_event, data bytes), or None when nothing waits."""
+def _event_out(fn: str, call):
+    """(lm_event, data bytes) from an event-writing call, or None when it has
+    none."""
     have = c_int()
     ev = _lib.Event()
     size = 1024
     for _ in range(4):
         buf = (ctypes.c_uint8 * size)()
         n = c_size_t(size)
-        rc = lib().lm_engine_next_event(e, byref(ev), ctypes.cast(buf, u8p), byref(n), byref(have))
+        rc = call(byref(ev), ctypes.cast(buf, u8p), byref(n), byref(have))
         if rc == ERR_BUFFER_TOO_SMALL:
             size = n.value
             continue
-        check(rc, "lm_engine_next_event")
+        check(rc, fn)
         if not have.value:
             return None
         return ev, bytes(buf[:n.value])
-    raise LoraMeshError("lm_engine_next_event: output size keeps growing")
+    raise LoraMeshError("%s: output size keeps growing" % fn)
+
+
+def engine_next_event(e: int):
+    """(lm_event, data bytes), or None when nothing waits."""
+    return _event_out("lm_engine_next_event", lambda ev, b, n, h: lib().lm_engine_next_event(e, ev, b, n, h))
+
+
+def engine_set_history(e: int, keep: int, max_age_s: int) -> None:
+    check(lib().lm_engine_set_history(e, keep, max_age_s), "lm_engine_set_history")
+
+
+def engine_history(e: int, index: int):
+    """The index-th kept message as (lm_event, text), oldest first; None
+    past the last."""
+    return _event_out("lm_engine_history", lambda ev, b, n, h: lib().lm_engine_history(e, index, ev, b, n, h))

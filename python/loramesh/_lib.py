@@ -33,6 +33,8 @@ MAX_PAYLOAD = 65471       # plaintext and lm_respond reply limit
 MAX_INIT_PAYLOAD = 65437  # lm_initiate payload limit
 MAX_OVERHEAD = 21
 ERR_BUFFER_TOO_SMALL = 2
+FEATURE_ERASE = 0x1  # runtime/secret erases temporaries (linux/amd64, linux/arm64)
+FEATURE_MLOCK = 0x2  # kept secrets in mlocked pages (every Linux build)
 # Messenger engine
 LINK_LORA, LINK_UDP, LINK_STREAM = 1, 2, 3
 NAME_MAX, LINK_MAX, ADDR_MAX = 64, 32, 255
@@ -40,6 +42,7 @@ EVENT_MESSAGE, EVENT_DELIVERY, EVENT_SESSION, EVENT_STRANGER, EVENT_ADDRESS, EVE
 DELIVERY_QUEUED, DELIVERY_SENT, DELIVERY_DELIVERED, DELIVERY_FAILED = range(1, 5)
 CONTACT_REPLACE = 1
 IMPORT_NEW, IMPORT_UNCHANGED, IMPORT_REPLACED = 1, 2, 3
+HISTORY_MAX = 10000
 
 
 class Event(Structure):
@@ -70,6 +73,8 @@ SIGNATURES = {
     "lm_last_error": (c_int, [c_char_p, sizep]),
     "lm_secure_wipe": (None, [c_void_p, c_size_t]),
     "lm_locked_memory": (c_int, [sizep, sizep]),
+    "lm_features": (c_int, [u32p]),
+    "lm_features_string": (c_char_p, []),
     "lm_keystore_open_memory": (c_int, [c_char_p, u8p, c_size_t, c_uint32, c_uint32, c_uint8, u64p]),
     "lm_keystore_open_pkcs11": (c_int, [c_char_p, u8p, c_size_t, u64p]),
     "lm_keystore_open_tpm": (c_int, [c_char_p, c_char_p, u8p, c_size_t, u64p]),
@@ -126,6 +131,8 @@ SIGNATURES = {
     "lm_engine_deadline": (c_int, [c_uint64, POINTER(c_int64)]),
     "lm_engine_next_packet": (c_int, [c_uint64, c_char_p, sizep, c_char_p, sizep, u8p, sizep, intp]),
     "lm_engine_next_event": (c_int, [c_uint64, POINTER(Event), u8p, sizep, intp]),
+    "lm_engine_set_history": (c_int, [c_uint64, c_uint32, c_int64]),
+    "lm_engine_history": (c_int, [c_uint64, c_uint64, POINTER(Event), u8p, sizep, intp]),
 }
 
 LIB_NAME = "libloramesh.so"

@@ -39,7 +39,7 @@ def render(ev: dict, contact: str, states: dict) -> list:
         who = sender(ev, contact)
         return ["[%s] %s: %s" % (stamp(ev.get("sent") or ev.get("time")), who, l) for l in lines(ev.get("text", ""))]
     if kind == "sent-by-me":
-        states.setdefault(ev["id"], "queued")
+        states.setdefault(ev["id"], ev.get("state") or "queued")
         return ["[%s] me -> %s: %s" % (stamp(ev.get("time")), escape(ev.get("contact", "")), l)
                 for l in lines(ev.get("text", ""))]
     if kind == "delivery":

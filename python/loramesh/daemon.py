@@ -24,7 +24,7 @@ import struct
 import sys
 import time
 
-from . import __version__, errors, websocket
+from . import __version__, _lib, errors, websocket
 from .engine import Engine
 from .keys import ContactCard
 from .node import Node
@@ -32,7 +32,8 @@ from .transport import KissTransport, LinkError, UdpTransport, parse_addr
 
 MAX_LINE = 256 * 1024       # a request: a 16 KiB message in base64 and more
 MAX_BACKLOG = 4 * 1024 * 1024  # output a slow client may fall behind by
-HISTORY = 2000              # events kept for clients that attach later
+TRANSIENT = 2000            # session, stranger and link events kept for clients that attach later
+HISTORY_KEEP, HISTORY_DAYS = 1000, 30  # [history] defaults: messages kept, sealed, in the engine's state
 
 
 class DaemonError(Exception):
@@ -96,6 +97,20 @@ class Client:
         return self.filter is None or ev.get("contact") in (None, self.filter)
 
 
+def history_limits(cfg: dict) -> tuple:
+    """(messages kept, their maximum age in seconds) from config.toml's
+    [history]: keep (0 keeps none) and days (0: any age)."""
+    h = cfg.get("history", {})
+    try:
+        keep, days = int(h.get("keep", HISTORY_KEEP)), int(h.get("days", HISTORY_DAYS))
+    except (TypeError, ValueError):
+        keep = days = -1
+    if not 0 <= keep <= _lib.HISTORY_MAX or days < 0:
+        raise DaemonError("[history] in config.toml: keep must be 0 to %d and days 0 or more "
+                          "(0 keeps no history; days 0 keeps any age)" % _lib.HISTORY_MAX)
+    return keep, days * 86400
+
+
 class Daemon:
     def __init__(self, home, cfg: dict, identity, log=sys.stderr):
         self.home, self.cfg, self.identity, self.log = home, cfg, identity, log
@@ -105,15 +120,16 @@ class Daemon:
         except errors.InUseError as e:
             raise DaemonError("another daemon runs for %s: %s" % (home.path, e))
         try:
+            self.engine.set_history(*history_limits(cfg))
             self.links = open_links(cfg)
-        except LinkError as e:
+        except (LinkError, DaemonError) as e:
             self.engine.close()
             raise DaemonError(str(e))
         self.node = Node(self.engine, self.links)
         if "ws" in self.links:
             websocket.attach(self, self.links["ws"])
         self.default_radio()
-        self.history = collections.deque(maxlen=HISTORY)
+        self.transient = collections.deque(maxlen=TRANSIENT)
         self.clients = {}
         self.stopping = False
         self.server = self.listen(home.socket_path())
@@ -199,8 +215,8 @@ class Daemon:
                 self.write(self.clients[fd])
 
     def publish(self, ev: dict) -> None:
-        if ev["event"] in ("message", "delivery", "session", "stranger", "link"):
-            self.history.append(ev)
+        if ev["event"] in ("session", "stranger", "link"):
+            self.transient.append(ev)
         if ev["event"] in ("stranger", "link", "dropped"):
             self.say(json.dumps(ev, ensure_ascii=True))
         for c in list(self.clients.values()):
@@ -353,8 +369,8 @@ class Daemon:
         text = str(req["text"])
         mid = self.engine.send(req["contact"], text)
         c.msg_ids.add(mid)
-        ev = {"event": "sent-by-me", "time": time.time(), "contact": req["contact"], "id": mid, "text": text}
-        self.history.append(ev)
+        ev = {"event": "sent-by-me", "time": time.time(), "contact": req["contact"], "id": mid, "text": text,
+              "state": "queued"}
         for other in self.clients.values():
             if other is not c and other.wants(ev):
                 other.send(ev)
@@ -365,10 +381,24 @@ class Daemon:
         c.filter = req.get("contact")
         n = int(req.get("history", 0))
         if n > 0:
-            past = [ev for ev in self.history if c.filter is None or ev.get("contact") == c.filter]
+            past = [ev for ev in self.past() if c.filter is None or ev.get("contact") == c.filter]
             for ev in past[-n:]:
                 c.send(dict(ev, history=True))
         return {}
+
+    def past(self) -> list:
+        """The kept messages, from the engine's sealed history (so they
+        survive a restart), with this run's session, stranger and link
+        events, in time order."""
+        out = list(self.transient)
+        for ev in self.engine.history():
+            if ev.kind == "message":
+                out.append(ev.as_dict())
+            else:
+                out.append({"event": "sent-by-me", "time": ev.time, "contact": ev.contact, "id": ev.msg_id,
+                            "text": ev.data.decode("utf-8", "replace"), "state": ev.state})
+        out.sort(key=lambda ev: ev["time"])
+        return out
 
     def op_card(self, c, req):
         card = self.identity.card(req.get("name") or self.display or "node")

@@ -151,3 +151,20 @@ class Engine(_Handle):
             if e is None:
                 return
             yield Event(*e)
+
+    def set_history(self, keep: int, max_age_s: int = 0) -> None:
+        """Keep the last keep messages (at most HISTORY_MAX; 0 keeps none and
+        forgets what was kept), none older than max_age_s (0: any age). The
+        history is sealed with the rest of the engine's state."""
+        _capi.engine_set_history(self.handle, keep, max_age_s)
+
+    def history(self):
+        """The kept messages, oldest first, as events: "message" for one
+        received, "delivery" (with its current state) for one sent."""
+        i = 0
+        while True:
+            e = _capi.engine_history(self.handle, i)
+            if e is None:
+                return
+            yield Event(*e)
+            i += 1

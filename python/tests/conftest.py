@@ -169,3 +169,26 @@ def befriend(a, b, verify=True):
         if verify:
             fp = json.loads(y.run("--json", "id").stdout)["fingerprint"]
             x.run("contact", "verify", name, fp)
+
+
+def assert_sealed(node, texts):
+    """No file under the node's directory holds any of texts in clear."""
+    import os
+    for root, _, names in os.walk(str(node.home)):
+        for n in names:
+            path = os.path.join(root, n)
+            if not os.path.isfile(path):
+                continue  # the control socket
+            with open(path, "rb") as f:
+                data = f.read()
+            for t in texts:
+                assert t.encode() not in data, "%s holds a message in clear" % path
+
+
+def history_texts(node, n=1000):
+    """(direction, text, state) of the daemon's history, oldest first."""
+    import json
+    out = node.run("--json", "listen", "--history", str(n), "--duration", "0.5").stdout.decode()
+    evs = [json.loads(l) for l in out.splitlines()]
+    return [("in" if e["event"] == "message" else "out", e["text"], e.get("state"))
+            for e in evs if e.get("history") and e["event"] in ("message", "sent-by-me")]

@@ -27,6 +27,27 @@ def test_library_loaded():
     assert _capi.encrypt_size(_lib.MAX_PAYLOAD + 1) == 0
 
 
+# What the interpreter runs on, as Go names it (the library must match it).
+GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm", "armv8l": "arm"}
+
+
+def test_features_say_what_this_architecture_guarantees():
+    import platform
+    f = lm.features()
+    assert f.mlock and f.flags & ~(_lib.FEATURE_ERASE | _lib.FEATURE_MLOCK) == 0
+    goarch = GOARCH.get(platform.machine())
+    if goarch:
+        assert f.platform == "linux/" + goarch, (f.text, platform.machine())
+    assert f.go_version.startswith("go1.")
+    # runtime/secret erases only on amd64 and arm64, and a build without it
+    # says why; 32-bit ARM never claims it.
+    if f.platform in ("linux/amd64", "linux/arm64"):
+        assert f.erase or "GOEXPERIMENT" in f.text, f.text
+    else:
+        assert not f.erase and "does not erase" in f.text, f.text
+    assert ("erase yes" in f.text) == f.erase and "mlock yes" in f.text
+
+
 def test_identity_from_seed_is_deterministic_and_wipes():
     seed = bytearray(range(32))
     a = lm.IdentityKey.from_seed(seed)

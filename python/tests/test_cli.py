@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import PASS, PIN, befriend, cli_env, free_udp_port
+from conftest import PASS, PIN, assert_sealed, befriend, cli_env, free_udp_port, history_texts
 
 
 def wait_until(cond, timeout=30.0, step=0.2):
@@ -50,6 +50,55 @@ def test_send_both_ways_memory_and_softhsm(make_node, softhsm):
     assert "softhsm2_conf" in (h.home / "config.toml").read_text()
     log = (a.home / "daemon.log").read_bytes() + (h.home / "daemon.log").read_bytes()
     assert PASS.encode() not in log and PIN.encode() not in log
+    # The history outlives the daemons, sealed to each identity wherever its
+    # key is held.
+    for p in (a, h):
+        p.stop()
+    assert history_texts(h) == [("in", "hello ünïcode ✓", None), ("out", "and back", "delivered")]
+    assert history_texts(a) == [("out", "hello ünïcode ✓", "delivered"), ("in", "and back", None)]
+    for p in (a, h):
+        assert_sealed(p, ["hello", "ünïcode", "and back"])
+
+
+def test_history_opt_out(make_node):
+    a, b = make_node("alice"), make_node("bob")
+    befriend(a, b)
+    with open(b.home / "config.toml", "a") as f:
+        f.write("\n[history]\nkeep = 0\n")
+    b.stop()
+    b.run("start")
+    a.run("send", "bob", "not kept")
+    assert "not kept" in [t for _, t, _ in history_texts(a)]
+    assert history_texts(b) == []
+    with open(b.home / "config.toml", "a") as f:
+        f.write("days = -1\n")
+    b.stop()
+    r = b.run("start", check=False)
+    assert r.returncode != 0 and b"[history]" in r.stderr and b"config.toml" in r.stderr
+
+
+def test_daemon_killed_at_random_moments(make_node):
+    """kill -9 of the receiving daemon 20 times while messages flow: every
+    message is delivered and shown exactly once (from the sealed history)."""
+    import random
+    import signal
+    a, b = make_node("alice"), make_node("bob")
+    befriend(a, b)
+    rng = random.Random(7)
+    sent = []
+    for k in range(20):
+        for i in range(3):
+            sent.append("m%02d-%d" % (k, i))
+            a.run("send", "--no-wait", "bob", sent[-1])
+        time.sleep(rng.uniform(0.0, 0.6))
+        pid = b.json("start")["pid"]
+        os.kill(pid, signal.SIGKILL)
+    b.run("start")
+    assert wait_until(lambda: queued(a, "bob") == 0, 120), "messages still queued"
+    outs = {t: s for d, t, s in history_texts(a) if d == "out"}
+    assert outs == {t: "delivered" for t in sent}
+    got = [t for d, t, _ in history_texts(b) if d == "in"]
+    assert sorted(got) == sorted(sent), "lost or shown twice"
 
 
 def test_peer_absent_then_back(make_node):

@@ -26,7 +26,8 @@ def test_constants_match_the_header():
             checked += 1
     assert checked >= 30
     for name in ("LM_ABI_VERSION", "LM_SUITE_X25519", "LM_PACKET_TRANSPORT", "LM_MAX_OVERHEAD", "LM_EVENT_DROPPED",
-                 "LM_DELIVERY_FAILED", "LM_LINK_STREAM", "LM_IMPORT_REPLACED", "LM_NAME_MAX", "LM_ADDR_MAX"):
+                 "LM_DELIVERY_FAILED", "LM_LINK_STREAM", "LM_IMPORT_REPLACED", "LM_NAME_MAX", "LM_ADDR_MAX",
+                 "LM_FEATURE_ERASE", "LM_FEATURE_MLOCK"):
         assert getattr(_lib, name[3:]) == d[name], name
 
 

@@ -76,3 +76,42 @@ def test_state_survives_a_reopen(pair, tmp_path):
     with Engine(a, str(tmp_path / "a")) as again:
         c = again.contact("b")
         assert c.verified and c.display_name == "Bob"
+
+
+def files_under(path):
+    for root, _, names in __import__("os").walk(path):
+        for n in names:
+            with open(__import__("os").path.join(root, n), "rb") as f:
+                yield n, f.read()
+
+
+def test_history_is_kept_sealed_and_limited(pair, tmp_path):
+    import time
+    es, a, b = pair
+    texts = ["first secret words", "second secret words", "third secret words"]
+    ids = [es["a"].send("b", t) for t in texts]
+    for _ in range(3):
+        pump(es)
+        time.sleep(0.05)  # acknowledgement delays
+    sent = list(es["a"].history())
+    assert [(e.kind, e.msg_id, e.data.decode(), e.state) for e in sent] == \
+        [("delivery", i, t, "delivered") for i, t in zip(ids, texts)]
+    got = list(es["b"].history())
+    assert [(e.kind, e.contact, e.text) for e in got] == [("message", "a", t) for t in texts]
+    assert [e.seq for e in got] == sorted(e.seq for e in got)
+    es["b"].close()
+    # Kept across a restart, and only sealed: no file holds the text.
+    with Engine(b, str(tmp_path / "b")) as again:
+        assert [e.text for e in again.history()] == texts
+        for name, data in files_under(tmp_path):
+            for t in texts:
+                assert t.encode() not in data, name
+        again.set_history(1)
+        assert [e.text for e in again.history()] == texts[-1:]
+        again.set_history(0)
+        assert list(again.history()) == []
+        with pytest.raises(lm.InvalidArgumentError):
+            again.set_history(lm._lib.HISTORY_MAX + 1)
+    with Engine(b, str(tmp_path / "b")) as again:
+        assert list(again.history()) == []  # dropping it was saved too
+    es["b"] = Engine(b, str(tmp_path / "b2"))  # for the fixture's close

@@ -36,11 +36,16 @@ def test_tpm_identity(swtpm, tmp_path):
 
 def test_tpm_node_talks_to_a_memory_node(make_node, swtpm, tmp_path):
     """A CLI node whose identity is in the TPM (swtpm), with an auth value."""
-    from conftest import befriend
+    from conftest import assert_sealed, befriend, history_texts
     t = make_node("tpm", "--tpm", swtpm, secret_text="tpm auth value")
     m = make_node("mem")
     befriend(t, m)
     assert t.json("id")["keystore"] == "tpm"
     t.run("send", "mem", "from the TPM")
     m.run("send", "tpm", "to the TPM")
+    # The history survives a restart, sealed to the TPM-held key.
+    t.stop()
+    t.run("start")
+    assert history_texts(t) == [("out", "from the TPM", "delivered"), ("in", "to the TPM", None)]
+    assert_sealed(t, ["from the TPM", "to the TPM"])
     assert "tpm" in (t.home / "config.toml").read_text()

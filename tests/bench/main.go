@@ -380,7 +380,43 @@ func libSize() {
 		return
 	}
 	add(row{"build/libloramesh.so size", fmt.Sprintf("%.1f MiB", float64(st.Size())/(1<<20)), "", "", "", ""})
+	crossSizes()
 }
+
+// crossSizes reports the size of each architecture's build (`make cross`):
+// the shared library as built and stripped (what a device stores), and the
+// static archive (what a firmware link starts from; the linker keeps only
+// what is used). Only sizes: no speed is measured for arm64 or arm, since
+// under qemu-user the timings are the emulator's, not a board's.
+func crossSizes() {
+	strip := map[string]string{"amd64": "strip", "arm64": "aarch64-linux-gnu-strip", "arm": "arm-linux-gnueabihf-strip"}
+	for _, arch := range []string{"amd64", "arm64", "arm"} {
+		dir := filepath.Join("build", "linux-"+arch)
+		so, err1 := os.Stat(filepath.Join(dir, "libloramesh.so"))
+		ar, err2 := os.Stat(filepath.Join(dir, "libloramesh.a"))
+		if err1 != nil || err2 != nil {
+			add(row{"libloramesh, linux/" + arch, "not built (make cross)", "", "", "", ""})
+			continue
+		}
+		stripped := "strip failed"
+		tmp := filepath.Join(os.TempDir(), "libloramesh-stripped-"+arch+".so")
+		if out, err := exec.Command(strip[arch], "-o", tmp, filepath.Join(dir, "libloramesh.so")).CombinedOutput(); err == nil {
+			if st, err := os.Stat(tmp); err == nil {
+				stripped = mib(st.Size())
+			}
+			os.Remove(tmp)
+		} else {
+			fmt.Fprintf(os.Stderr, "  %s: %v: %s\n", strip[arch], err, out)
+		}
+		what := "libloramesh.so, linux/" + arch
+		if arch == "arm" {
+			what += " (GOARM=7)"
+		}
+		add(row{what, mib(so.Size()), "stripped " + stripped + "; libloramesh.a " + mib(ar.Size()), "", "", ""})
+	}
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 func cpuModel() string {
 	b, _ := os.ReadFile("/proc/cpuinfo")
@@ -429,6 +465,10 @@ Notes:
   tokens and TPMs are slower per operation, not different in count.
 - Sessions: a child process with RLIMIT_MEMLOCK lowered to 8 MiB, as a
   non-root user has it; "locked per session" is the core slab's share.
+- Library sizes: build/linux-GOARCH/ from `+"`make cross`"+`, stripped with
+  that architecture's binutils. Every figure above is for this machine's
+  architecture only: arm64 and arm are tested under qemu-user (`+"`make test`"+`),
+  where timings are the emulator's, not a board's, so none are recorded.
 `, time.Now().UTC().Format("2006-01-02"), cpuModel(), runtime.NumCPU(), runtime.Version(), exp, t.String())
 	must(0, os.WriteFile("docs/BENCHMARKS.md", []byte(doc), 0o644))
 	fmt.Fprintln(os.Stderr, "wrote docs/BENCHMARKS.md")
