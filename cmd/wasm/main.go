@@ -8,10 +8,13 @@
 // IndexedDB are asynchronous.
 //
 // A node is an identity, its engine and the engine's state: the state is
-// kept in IndexedDB ("loramesh-state"), saved whenever a call changed it
-// and before that call's packets are handed out, and the node holds a Web
-// Lock on its identity while open, so a second tab gets an error instead of
-// fighting the first over sessions.
+// kept in IndexedDB ("loramesh-state"); the engine is Durable, as natively
+// (docs/STORAGE.md): each save it asks for is written and reported with
+// Saved before what waited for it (acknowledgements, first transmissions)
+// is handed out. The node holds a Web Lock on its identity while open, so a
+// second tab gets an error instead of fighting the first over sessions.
+// Unlike the native Store, the state is not sealed to the identity
+// (README.md, "In a browser"), and no message history is kept in it.
 package main
 
 import (
@@ -207,6 +210,10 @@ type node struct {
 	db      *jsutil.DB
 	card    []byte
 	unlock  func()
+	// What Poll handed out before a save failed: handed out by the next
+	// poll, since the engine does not hand it out again.
+	pkts []messenger.Packet
+	evs  []messenger.Event
 }
 
 var handles = struct {
@@ -309,7 +316,7 @@ func openNode(name, display string, create, prf bool, suites []keystore.Suite) (
 	if err := n.loadCard(display); err != nil {
 		return nil, err
 	}
-	if n.e, err = messenger.New(n.id, messenger.Config{}, state, time.Now()); err != nil {
+	if n.e, err = messenger.New(n.id, messenger.Config{Durable: true}, state, time.Now()); err != nil {
 		return nil, err
 	}
 	if err := n.e.AddLink(Link, messenger.Stream); err != nil {
@@ -398,7 +405,7 @@ func closeNode(args []js.Value) (any, error) {
 		return nil, nil
 	}
 	n.closed = true
-	err = n.save()
+	err = n.db.Put(n.name, jsutil.U8(n.e.State())) // everything, due or not
 	n.e.Close()
 	n.id.Close()
 	n.db.Close()
@@ -406,23 +413,32 @@ func closeNode(args []js.Value) (any, error) {
 	return nil, err
 }
 
-// save stores the engine's state if it changed.
+// save stores the engine's state when a save is due and reports it with
+// Saved, which releases what waited for it (collected by the next Poll).
+// A failed save is not reported: nothing that waits for it goes out, and
+// the engine offers the state again later.
 func (n *node) save() error {
-	if b, changed := n.e.Changed(); changed {
+	if b, due := n.e.Changed(); due {
 		if err := n.db.Put(n.name, jsutil.U8(b)); err != nil {
-			return fmt.Errorf("saving the state: %w", err)
+			return fmt.Errorf("saving the state: %w (nothing is acknowledged until a save succeeds)", err)
 		}
+		n.e.Saved()
 	}
 	return nil
 }
 
-// poll saves the state, then hands out what the engine has for the host:
-// {packets: [{link, addr, data}], events: [...], deadline: ms or null}.
+// poll collects what the engine has for the host, saves the state when due
+// and collects what that save released: {packets: [{link, addr, data}],
+// events: [...], deadline: ms or null}.
 func (n *node) poll() (any, error) {
+	p, ev := n.e.Poll()
+	n.pkts, n.evs = append(n.pkts, p...), append(n.evs, ev...)
 	if err := n.save(); err != nil {
-		return nil, err
+		return nil, err // what was collected waits for the next poll
 	}
-	pkts, evs := n.e.Poll()
+	p, ev = n.e.Poll()
+	pkts, evs := append(n.pkts, p...), append(n.evs, ev...)
+	n.pkts, n.evs = nil, nil
 	ps := make([]any, len(pkts))
 	for i, p := range pkts {
 		ps[i] = map[string]any{"link": p.To.Link, "addr": p.To.Addr, "data": jsutil.U8(p.Data)}
