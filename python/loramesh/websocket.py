@@ -487,7 +487,7 @@ def attach(daemon, link: WebSocketLink) -> None:
         except errors.LoraMeshError as e:
             daemon.say("a card offered over the WebSocket bridge from %s was refused: %s" % (addr, e))
             return
-        daemon.history.append(ev)
+        daemon.transient.append(ev)  # replayed to clients that subscribe later, as link events are
         daemon.publish(ev)
 
     link.on_card = offered
