@@ -178,14 +178,14 @@ func SignMessage(id keystore.Identity, msg []byte) ([]byte, error) {
 	return sig, nil
 }
 
-// sign returns the 64-byte signature of context || msg.
+// sign returns the 64-byte signature of context || msg. crypto.SignMessage
+// gives a MessageSigner (WebCrypto) the message, other signers its digest.
 func sign(id keystore.Identity, alg int, context string, msg []byte) ([]byte, error) {
 	full := append([]byte(context), msg...)
 	if alg == SigEd25519 {
-		return id.Sign(rand.Reader, full, crypto.Hash(0))
+		return crypto.SignMessage(id, rand.Reader, full, crypto.Hash(0))
 	}
-	d := sha256.Sum256(full)
-	der, err := id.Sign(rand.Reader, d[:], crypto.SHA256)
+	der, err := crypto.SignMessage(id, rand.Reader, full, crypto.SHA256)
 	if err != nil {
 		return nil, err
 	}

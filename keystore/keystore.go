@@ -153,6 +153,9 @@ func FromECDH(p *ecdh.PublicKey) (PublicKey, error) {
 // Sign (crypto.Signer) signs contact cards: Ed25519 for memory identities
 // (opts crypto.Hash(0), message unhashed), ECDSA P-256 over a SHA-256 digest
 // for hardware identities (ASN.1 DER signature, as crypto/ecdsa returns).
+// A holder that must hash the message itself (WebCrypto's ECDSA has no way
+// to sign a digest) also implements crypto.MessageSigner and fails Sign; the
+// core signs through crypto.SignMessage, which works with both kinds.
 type Identity interface {
 	crypto.Signer
 	// Suites lists the handshake suites this identity has a DH key for.

@@ -1,3 +1,5 @@
+//go:build !(js && wasm)
+
 package messenger
 
 import (
@@ -22,7 +24,9 @@ import (
 // identity gets ErrStateInUse naming the first instead of fighting it over
 // sessions. Saving seals to the identity's public key (no key operation);
 // loading costs one Identity.DH. A state file written before sealing
-// existed (plain CBOR) is read, and sealed at the next save.
+// existed (plain CBOR) is read, and sealed at the next save. Not on
+// js/wasm: a page keeps its state in IndexedDB under a Web Lock (cmd/wasm,
+// web/loramesh.js).
 type Store struct {
 	dir  string
 	lock *os.File

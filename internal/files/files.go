@@ -10,12 +10,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/loramesh/loramesh-core/keystore"
-	"golang.org/x/sys/unix"
 )
 
 // CheckName returns keystore.ErrInvalidName unless name is a valid identity
@@ -76,37 +74,6 @@ func WriteNew(path string, data []byte) error {
 
 var errNoTmpfile = errors.New("O_TMPFILE not supported")
 
-func writeTmpfile(dir, path string, data []byte) error {
-	if ForceFallback {
-		return errNoTmpfile
-	}
-	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
-	switch {
-	case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EISDIR), errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT) && dirExists(dir):
-		return errNoTmpfile
-	case err != nil:
-		return &fs.PathError{Op: "open", Path: dir, Err: err}
-	}
-	f := os.NewFile(uintptr(fd), dir+"/(unnamed)")
-	defer f.Close()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
-	switch {
-	case errors.Is(err, unix.EEXIST):
-		return fmt.Errorf("%s: %w", filepath.Base(path), keystore.ErrExists)
-	case errors.Is(err, unix.ENOENT) && !dirExists("/proc/self/fd"):
-		return errNoTmpfile // no /proc: the inode is dropped, try the fallback
-	case err != nil:
-		return &fs.PathError{Op: "link", Path: path, Err: err}
-	}
-	return nil
-}
-
 func dirExists(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.IsDir()
@@ -132,11 +99,8 @@ func writeRenamed(dir, path string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE)
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
-		err = os.Link(tmp, path) // the deferred Remove drops the second name
-	}
-	if errors.Is(err, fs.ErrExist) || errors.Is(err, unix.EEXIST) {
+	err = renameNoReplace(tmp, path)
+	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("%s: %w", filepath.Base(path), keystore.ErrExists)
 	}
 	return err

@@ -15,8 +15,6 @@ import (
 	"fmt"
 	"sync"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // ErrLockedMemory: memory for secrets could not be locked.
@@ -100,58 +98,12 @@ func grow() error {
 	return nil
 }
 
-// lockPages maps size bytes (a multiple of the page size) of anonymous
-// memory, locks them and keeps them out of core dumps and forked children.
-func lockPages(size int) ([]byte, error) {
-	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	if err != nil {
-		return nil, fmt.Errorf("%w: mmap: %v", ErrLockedMemory, err)
-	}
-	if err := unix.Mlock(mem); err != nil {
-		var lim unix.Rlimit
-		_ = unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim)
-		_ = unix.Munmap(mem)
-		return nil, fmt.Errorf("%w: mlock of %d more bytes failed (%v); RLIMIT_MEMLOCK %d", ErrLockedMemory, size, err, lim.Cur)
-	}
-	_ = unix.Madvise(mem, unix.MADV_DONTDUMP)
-	_ = unix.Madvise(mem, unix.MADV_WIPEONFORK)
-	return mem, nil
-}
-
 // Usage reports the bytes the slab has locked and the bytes in use by live
 // secrets.
 func Usage() (locked, inUse int) {
 	slab.mu.Lock()
 	defer slab.mu.Unlock()
 	return slab.chunks * chunkSize, slab.inUse * 32
-}
-
-// WithHeadroom runs f, which locks memory outside the slab (memguard
-// buffers), once it has checked that pages more pages can be locked. It holds
-// the slab's lock meanwhile, so the slab cannot take them in between.
-// memguard panics, purging every buffer in the process, when mlock fails;
-// this turns that into ErrLockedMemory. Code elsewhere in the process that
-// locks memory at the same moment could still race.
-func WithHeadroom(pages int, f func() error) error {
-	slab.mu.Lock()
-	defer slab.mu.Unlock()
-	size := pages * unix.Getpagesize()
-	if len(slab.probe) < size {
-		if slab.probe != nil {
-			_ = unix.Munmap(slab.probe)
-			slab.probe = nil
-		}
-		p, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-		if err != nil {
-			return fmt.Errorf("%w: mmap: %v", ErrLockedMemory, err)
-		}
-		slab.probe = p
-	}
-	if err := unix.Mlock(slab.probe[:size]); err != nil {
-		return fmt.Errorf("%w: %d more pages cannot be locked (%v)", ErrLockedMemory, pages, err)
-	}
-	_ = unix.Munlock(slab.probe[:size])
-	return f()
 }
 
 // Buffer is a secret of any size in locked pages of its own (passphrases,
@@ -166,7 +118,7 @@ func NewBuffer(src []byte) (*Buffer, error) {
 	if len(src) == 0 {
 		return &Buffer{}, nil
 	}
-	pg := unix.Getpagesize()
+	pg := pageSize()
 	mem, err := lockPages((len(src) + pg - 1) / pg * pg)
 	if err != nil {
 		return nil, err
@@ -189,7 +141,6 @@ func (b *Buffer) Free() {
 		return
 	}
 	Wipe(b.mem)
-	_ = unix.Munlock(b.mem)
-	_ = unix.Munmap(b.mem)
+	unlockPages(b.mem)
 	b.mem, b.n = nil, 0
 }

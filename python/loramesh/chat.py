@@ -54,6 +54,10 @@ def render(ev: dict, contact: str, states: dict) -> list:
         return ["[%s] * secure session with %s" % (stamp(ev.get("time")), sender(ev, contact))]
     if kind == "link":
         return ["[%s] ! %s" % (stamp(ev.get("time")), escape(ev.get("detail", "")))]
+    if kind == "card-offer":  # a browser node's card, over the WebSocket bridge
+        return ["[%s] * %s offers a card over the WebSocket bridge, fingerprint %s; compare it with the page, then:"
+                % (stamp(ev.get("time")), escape(ev.get("name", "")), ev.get("fingerprint", "")),
+                "  echo %s | loramesh contact import - --addr ws" % ev.get("card", "")]
     return []
 
 

@@ -335,6 +335,10 @@ def cmd_link(args, home, out):
             links["udp"] = {"bind": args.where}
         elif args.kind == "kiss":
             links["kiss"] = {"serial": args.where, "baud": args.baud, "frame": args.frame}
+        elif args.kind == "websocket":  # the bridge for browser nodes
+            from .transport import parse_addr
+            parse_addr(args.where)
+            links["websocket"] = {"bind": args.where}
         elif args.kind == "remove":
             if links.pop(args.where, None) is None:
                 raise CliError("no link %r" % args.where, EXIT_USAGE)
@@ -713,7 +717,7 @@ def build_parser():
     y.add_argument("file")
     y.add_argument("--as", dest="as_name", metavar="NAME", help="local contact name (default: the card's name)")
     y.add_argument("--replace", action="store_true", help="replace a contact of that name with another identity")
-    y.add_argument("--addr", metavar="udp:HOST:PORT|kiss", help="where the contact is reached")
+    y.add_argument("--addr", metavar="udp:HOST:PORT|kiss|ws", help="where the contact is reached")
     add(csub, "list", cmd_contact_list, "list contacts")
     add(csub, "show", cmd_contact_show, "show a contact's card and state").add_argument("contact")
     add(csub, "remove", cmd_contact_remove, "forget a contact").add_argument("contact")
@@ -722,10 +726,10 @@ def build_parser():
     y.add_argument("fingerprint", nargs="?", help="as read to you (asked for when omitted)")
     y = add(csub, "addr", cmd_contact_addr, "set where a contact is reached")
     y.add_argument("contact")
-    y.add_argument("addr", metavar="udp:HOST:PORT|kiss")
+    y.add_argument("addr", metavar="udp:HOST:PORT|kiss|ws")
 
-    x = add(sub, "link", cmd_link, "configure links: udp HOST:PORT, kiss DEVICE, remove NAME")
-    x.add_argument("kind", choices=["udp", "kiss", "remove"])
+    x = add(sub, "link", cmd_link, "configure links: udp HOST:PORT, kiss DEVICE, websocket HOST:PORT, remove NAME")
+    x.add_argument("kind", choices=["udp", "kiss", "websocket", "remove"])
     x.add_argument("where", metavar="ADDRESS|DEVICE|NAME")
     x.add_argument("--baud", type=int, default=9600)
     x.add_argument("--frame", type=int, default=255, help="radio frame size (KISS)")

@@ -24,7 +24,7 @@ import struct
 import sys
 import time
 
-from . import __version__, _lib, errors, torlink
+from . import __version__, _lib, errors, torlink, websocket
 from .engine import Engine
 from .keys import ContactCard
 from .node import Node
@@ -52,6 +52,9 @@ def open_links(cfg: dict, home=None, identity=None, log=None) -> dict:
                                           frame_size=int(k.get("frame", 255)))
         if home is not None and torlink.enabled(cfg):
             links["tor"] = torlink.TorLink(home, cfg, identity, log)
+        if "websocket" in lc:  # browser nodes (websocket.py)
+            w = lc["websocket"]
+            links["ws"] = websocket.WebSocketLink(w.get("bind"), w.get("origins", "").split(","))
     except LinkError:
         for tr in links.values():
             tr.close()
@@ -63,16 +66,16 @@ def open_links(cfg: dict, home=None, identity=None, log=None) -> dict:
 
 
 def parse_contact_addr(s: str):
-    """"udp:HOST:PORT", "kiss" or "tor:ONION" to (link, addr)."""
+    """"udp:HOST:PORT", "kiss", "ws" or "tor:ONION" to (link, addr)."""
     link, _, addr = s.partition(":")
-    if link == "kiss" and not addr:
-        return "kiss", ""
+    if link in ("kiss", "ws") and not addr:
+        return link, ""
     if link == "udp" and addr:
         host, port = parse_addr(addr)
         return "udp", "%s:%d" % (host, port)
     if link == "tor" and addr:
         return "tor", torlink.T.check_onion_address(addr)
-    raise ValueError("address must be udp:HOST:PORT, kiss or tor:ONION, got %r" % s)
+    raise ValueError("address must be udp:HOST:PORT, kiss, ws or tor:ONION, got %r" % s)
 
 
 class Client:
@@ -127,6 +130,8 @@ class Daemon:
             self.engine.close()
             raise DaemonError(str(e))
         self.node = Node(self.engine, self.links)
+        if "ws" in self.links:
+            websocket.attach(self, self.links["ws"])
         self.default_radio()
         self.tor_setup()
         self.transient = collections.deque(maxlen=TRANSIENT)
