@@ -49,7 +49,6 @@ import (
 	"slices"
 	"sync/atomic"
 
-	"github.com/loramesh/loramesh-core/internal/files"
 	"github.com/loramesh/loramesh-core/internal/secret"
 	"github.com/loramesh/loramesh-core/keystore"
 	p11 "github.com/miekg/pkcs11"
@@ -124,10 +123,12 @@ func (k *Keystore) Generate(name string, suites ...keystore.Suite) (keystore.Ide
 	if k.closed.Load() {
 		return nil, keystore.ErrClosed
 	}
-	// New identities follow the rule of every keystore; Open and Delete
-	// also take labels other tools gave existing objects.
-	if err := files.CheckName(name); err != nil {
-		return nil, fmt.Errorf("pkcs11: identity name %q: %w", name, err)
+	// A token's labels are its own namespace (other tools make labels with
+	// spaces and slashes, which RFC 7512 URIs escape), so the file-name rule
+	// of the other keystores (files.CheckName) is not applied here; the C ABI
+	// applies it to every keystore.
+	if name == "" {
+		return nil, fmt.Errorf("pkcs11: empty identity name: %w", keystore.ErrInvalidName)
 	}
 	if len(suites) == 0 {
 		suites = k.Suites()
