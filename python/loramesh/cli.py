@@ -336,7 +336,6 @@ def cmd_link(args, home, out):
         elif args.kind == "kiss":
             links["kiss"] = {"serial": args.where, "baud": args.baud, "frame": args.frame}
         elif args.kind == "websocket":  # the bridge for browser nodes
-            from .transport import parse_addr
             parse_addr(args.where)
             links["websocket"] = {"bind": args.where}
         elif args.kind == "remove":
