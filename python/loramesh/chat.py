@@ -52,6 +52,11 @@ def render(ev: dict, contact: str, states: dict) -> list:
         return []
     if kind == "session":
         return ["[%s] * secure session with %s" % (stamp(ev.get("time")), sender(ev, contact))]
+    if kind == "stranger":
+        return ["[%s] ! a node not among your contacts tried to reach you from %s:%s (its handshake key "
+                "%s; a card's fingerprint differs): import its card to talk" % (
+                    stamp(ev.get("time")), escape(ev.get("link", "")), escape(ev.get("addr", "")),
+                    escape(ev.get("fingerprint", "")))]
     if kind == "link":
         return ["[%s] ! %s" % (stamp(ev.get("time")), escape(ev.get("detail", "")))]
     if kind == "card-offer":  # a browser node's card, over the WebSocket bridge

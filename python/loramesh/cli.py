@@ -792,7 +792,7 @@ def main(argv=None) -> int:
         return EXIT_OK
     except KeyboardInterrupt:
         return 130
-    except (errors.LoraMeshError, CliError, DaemonFailed, NotRunning, ConfigError, SecretError,
+    except (errors.LoraMeshError, CliError, DaemonError, DaemonFailed, NotRunning, ConfigError, SecretError,
             OSError, ValueError) as e:
         if args.debug:
             raise

@@ -269,6 +269,7 @@ def test_one_daemon_per_node(make_node):
     a.run("start")
     r = a.run("daemon", check=False)
     assert r.returncode != 0 and (b"another daemon" in r.stderr or b"already answers" in r.stderr)
+    assert b"Traceback" not in r.stderr and r.stderr.startswith(b"loramesh: error: ")
     assert a.json("status")["running"]
 
 
@@ -376,3 +377,20 @@ def test_init_display_names(tmp_path):
     r = subprocess.run([sys.executable, "-m", "loramesh", "--home", str(home), "--json", "id"], env=cli_env(),
                        capture_output=True)
     assert json.loads(r.stdout)["name"] == "Al ice"
+
+
+def test_a_stranger_is_shown(make_node, tmp_path):
+    """A node that is not a contact gets no answer, and the user is told,
+    with its handshake key's fingerprint and how to talk to it."""
+    a, c = make_node("alice"), make_node("carol")
+    card = tmp_path / "alice.card"
+    a.run("card", "export", "-o", str(card))
+    c.run("contact", "import", str(card), "--as", "alice", "--addr", a.addr)
+    a.run("start")
+    c.run("send", "--no-wait", "alice", "hello stranger")
+
+    def shown():
+        out = a.run("listen", "--history", "20", "--duration", "0.3").stdout
+        return b"not among your contacts" in out and b"import its card" in out
+    assert wait_until(shown, 30), a.run("listen", "--history", "20", "--duration", "0.3").stdout
+    assert "hello stranger" not in [t for _, t, _ in history_texts(a)]
