@@ -8,7 +8,7 @@ export GOEXPERIMENT := runtimesecret
 export LORAMESH_REQUIRE_ERASURE := 1
 # Debian's interpreter, which has python3-pytest (the default python3 may not).
 PYTHON ?= /usr/bin/python3
-DEBS := softhsm2 opensc swtpm swtpm-tools tpm2-tools tpm2-openssl python3-pytest python3-serial python3-setuptools gcc libc6-dev python3-wheel python3-venv socat tor chromium
+DEBS := softhsm2 opensc swtpm swtpm-tools tpm2-tools tpm2-openssl python3-pytest python3-pytest-xdist python3-serial python3-setuptools gcc libc6-dev python3-wheel python3-venv socat tor chromium
 FUZZTIME ?= 3s
 LIB := build/libloramesh.so
 VERSION := $(shell sed -n 's/^const Version = "\(.*\)"/\1/p' capi/main.go)
@@ -107,7 +107,7 @@ fuzz:
 pytest: lib
 	@if [ -d python/tests ]; then \
 		echo "pytest with $(PYTHON) ($$($(PYTHON) --version))"; \
-		LORAMESH_LIB=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/python $(PYTHON) -m pytest -q python/tests; \
+		LORAMESH_LIB=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/python $(PYTHON) -m pytest -q -n 3 python/tests; \
 	fi
 
 # The onion link and two daemons on a private Tor network, in a network

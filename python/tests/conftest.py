@@ -81,13 +81,28 @@ def swtpm(tmp_path_factory):
         pass
 
 
+_next_port = []
+
+
 def free_udp_port():
+    """A UDP port free now and handed out once per run: each pytest-xdist
+    worker takes ports from its own range below the kernel's ephemeral
+    range (32768-), so parallel workers and the kernel never pick the same."""
     import socket
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    if not _next_port:
+        worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+        _next_port.append(20000 + 1500 * worker)
+    while True:
+        p = _next_port[0]
+        _next_port[0] += 1
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind(("127.0.0.1", p))
+            return p
+        except OSError:
+            continue
+        finally:
+            s.close()
 
 
 PASS = "pass phrase for tests"
