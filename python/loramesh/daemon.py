@@ -86,6 +86,10 @@ class Client:
         self.subscribed = False
         self.filter = None  # contact name, or None for all
         self.msg_ids = set()
+        # Messages replayed from the history whose live event may still come
+        # (the engine records a message before the save that releases its
+        # event): shown once, not twice.
+        self.replayed = set()
 
     def fileno(self):
         return self.sock.fileno()
@@ -99,6 +103,14 @@ class Client:
         if not self.subscribed:
             return False
         return self.filter is None or ev.get("contact") in (None, self.filter)
+
+
+def message_key(ev: dict):
+    """What names a received message across its history record and its
+    event (contact, seq), or None for other events."""
+    if ev.get("event") == "message":
+        return ev.get("contact"), ev.get("seq")
+    return None
 
 
 def history_limits(cfg: dict) -> tuple:
@@ -255,7 +267,11 @@ class Daemon:
             self.transient.append(ev)
         if ev["event"] in ("stranger", "link", "dropped"):
             self.say(json.dumps(ev, ensure_ascii=True))
+        key = message_key(ev)
         for c in list(self.clients.values()):
+            if key is not None and key in c.replayed:
+                c.replayed.discard(key)
+                continue
             if c.wants(ev):
                 c.send(ev)
                 if len(c.outbuf) > MAX_BACKLOG:
@@ -426,6 +442,8 @@ class Daemon:
             past = [ev for ev in self.past() if c.filter is None or ev.get("contact") == c.filter]
             for ev in past[-n:]:
                 c.send(dict(ev, history=True))
+                if message_key(ev) is not None:
+                    c.replayed.add(message_key(ev))
         return {}
 
     def past(self) -> list:

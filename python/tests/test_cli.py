@@ -394,3 +394,26 @@ def test_a_stranger_is_shown(make_node, tmp_path):
         return b"not among your contacts" in out and b"import its card" in out
     assert wait_until(shown, 30), a.run("listen", "--history", "20", "--duration", "0.3").stdout
     assert "hello stranger" not in [t for _, t, _ in history_texts(a)]
+
+
+def test_a_message_replayed_from_history_is_not_shown_again_live():
+    """The engine records a message in its history before the save that
+    releases its event: a client that subscribed in between gets it from
+    the history, and the live event is not sent to it a second time."""
+    import collections
+    from loramesh.daemon import Client, Daemon
+    d = Daemon.__new__(Daemon)
+    d.transient, d.clients, d.say = collections.deque(), {}, lambda m: None
+    c = Client(None)
+    c.subscribed = True
+    d.clients[1] = c
+    ev = {"event": "message", "contact": "bob", "seq": 7, "text": "hi", "time": 1.0}
+    rec = type("R", (), {"kind": "message", "as_dict": lambda self: dict(ev)})()
+    d.engine = type("E", (), {"history": lambda self: [rec]})()
+    d.op_subscribe(c, {"history": 10})
+    assert b'"hi"' in c.outbuf and b'"history": true' in c.outbuf
+    c.outbuf = bytearray()
+    d.publish(ev)  # the live event, released by the save
+    assert c.outbuf == b""
+    d.publish(dict(ev, seq=8, text="next"))
+    assert b'"next"' in c.outbuf and b'"hi"' not in c.outbuf
