@@ -79,13 +79,13 @@ func dirExists(p string) bool {
 	return err == nil && st.IsDir()
 }
 
-func writeRenamed(dir, path string, data []byte) error {
+// writeTemp writes data, synced, to a new ".tmp-*" file of mode 0600 in dir
+// and returns its name; on error nothing is left.
+func writeTemp(dir string, data []byte) (string, error) {
 	f, err := os.CreateTemp(dir, tmpPrefix+"*")
 	if err != nil {
-		return err
+		return "", err
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a rename, there is nothing left by this name
 	err = f.Chmod(0o600)
 	if err == nil {
 		_, err = f.Write(data)
@@ -97,8 +97,18 @@ func writeRenamed(dir, path string, data []byte) error {
 		err = cerr
 	}
 	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+func writeRenamed(dir, path string, data []byte) error {
+	tmp, err := writeTemp(dir, data)
+	if err != nil {
 		return err
 	}
+	defer os.Remove(tmp) // after a rename, there is nothing left by this name
 	err = renameNoReplace(tmp, path)
 	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("%s: %w", filepath.Base(path), keystore.ErrExists)
@@ -112,25 +122,11 @@ func writeRenamed(dir, path string, data []byte) error {
 // worst a temporary that Clean removes.
 func Replace(path string, data []byte) error {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, tmpPrefix+"*")
+	tmp, err := writeTemp(dir, data)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	err = f.Chmod(0o600)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
+	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return err
 	}
