@@ -9,7 +9,7 @@ export LORAMESH_REQUIRE_ERASURE := 1
 # Debian's interpreter, which has python3-pytest (the default python3 may not).
 PYTHON ?= /usr/bin/python3
 DEBS := softhsm2 opensc swtpm swtpm-tools tpm2-tools tpm2-openssl python3-pytest python3-pytest-xdist python3-serial python3-setuptools gcc libc6-dev python3-wheel python3-venv socat tor chromium
-FUZZTIME ?= 3s
+FUZZTIME ?= 2s
 LIB := build/libloramesh.so
 VERSION := $(shell sed -n 's/^const Version = "\(.*\)"/\1/p' capi/main.go)
 # Everything the library is built from (tests and tools excluded).
