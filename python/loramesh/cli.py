@@ -53,6 +53,17 @@ class CliError(Exception):
         self.code = code
 
 
+def seconds(s: str) -> float:
+    """An argparse type: a number of seconds, not negative."""
+    try:
+        v = float(s)
+    except ValueError:
+        v = -1.0
+    if not v >= 0:  # also NaN
+        raise argparse.ArgumentTypeError("%r is not a number of seconds (0 or more)" % s)
+    return v
+
+
 def exit_code(e: BaseException) -> int:
     if isinstance(e, CliError):
         return e.code
@@ -756,7 +767,7 @@ def build_parser():
     x.add_argument("contact")
     x.add_argument("message", nargs="+", help="the words of one message")
     x.add_argument("--no-wait", action="store_true", help="return once queued")
-    x.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for delivery (default 60)")
+    x.add_argument("--timeout", type=seconds, default=60.0, help="seconds to wait for delivery (default 60)")
     x = add(sub, "listen", cmd_listen, "print messages and events")
     x.add_argument("--contact", help="only this contact's")
     x.add_argument("--count", type=int, help="exit after N messages")

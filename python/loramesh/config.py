@@ -203,7 +203,7 @@ class Home:
         except OSError as e:
             raise ConfigError("cannot read %s: %s" % (self.config_path, e.strerror))
         except ValueError as e:
-            raise ConfigError("%s is not valid TOML: %s (fix it, or run `loramesh init --force`)"
+            raise ConfigError("%s is not valid TOML: %s (fix that line; the identity and contacts are not in this file)"
                               % (self.config_path, e))
 
     def save_config(self, cfg: dict) -> None:

@@ -417,3 +417,10 @@ def test_a_message_replayed_from_history_is_not_shown_again_live():
     assert c.outbuf == b""
     d.publish(dict(ev, seq=8, text="next"))
     assert b'"next"' in c.outbuf and b'"hi"' not in c.outbuf
+
+
+def test_send_timeout_must_be_seconds(make_node):
+    a = make_node("alice")
+    for bad in ("-1", "nan", "soon"):
+        r = a.run("send", "--timeout", bad, "bob", "hi", check=False)
+        assert r.returncode == 2 and b"number of seconds" in r.stderr, (bad, r.stderr)
