@@ -10,6 +10,7 @@ import (
 	"fmt"
 
 	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/internal/onion"
 	"github.com/loramesh/loramesh-core/keystore"
 )
 
@@ -57,7 +58,7 @@ func lm_onion_check(addr *C.char) (rc C.int) {
 	if !good {
 		return failf(errInvalidArg, "lm_onion_check: NULL address")
 	}
-	if err := core.CheckOnion(a); err != nil {
+	if err := onion.Check(a); err != nil {
 		return fail(err, errMalformed)
 	}
 	return ok

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/loramesh/loramesh-core/internal/errs"
+	"github.com/loramesh/loramesh-core/internal/onion"
 	"github.com/loramesh/loramesh-core/keystore"
 	"golang.org/x/text/secure/precis"
 )
@@ -63,7 +64,7 @@ func PrepareName(name string) (string, error) {
 
 // CardOptions are a card's optional fields.
 type CardOptions struct {
-	Onion string // a v3 onion address (CheckOnion) where the node listens over Tor
+	Onion string // a v3 onion address (internal/onion.Check) where the node listens over Tor
 }
 
 // NewCard creates and signs id's card under name.
@@ -74,7 +75,7 @@ func NewCard(id keystore.Identity, name string) ([]byte, error) {
 // NewCardWith creates and signs id's card under name with optional fields.
 func NewCardWith(id keystore.Identity, name string, opt CardOptions) ([]byte, error) {
 	if opt.Onion != "" {
-		if err := CheckOnion(opt.Onion); err != nil {
+		if err := onion.Check(opt.Onion); err != nil {
 			return nil, fmt.Errorf("card: %w: %w", ErrBadCard, err)
 		}
 	}
@@ -137,7 +138,7 @@ func ParseCard(b []byte) (*Card, error) {
 		return nil, fmt.Errorf("%w: bad signature", ErrBadCard)
 	}
 	if body.Onion != "" {
-		if err := CheckOnion(body.Onion); err != nil {
+		if err := onion.Check(body.Onion); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrBadCard, err)
 		}
 	}
@@ -168,7 +169,7 @@ func (c *Card) DHKey(s keystore.Suite) (keystore.PublicKey, bool) {
 }
 
 // Onion is the card's v3 onion address ("....onion", checked by
-// CheckOnion), or "" if it has none.
+// internal/onion.Check), or "" if it has none.
 func (c *Card) Onion() string { return c.onion }
 
 // Fingerprint is the fingerprint of the card's signing key (see

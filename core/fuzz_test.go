@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/internal/onion"
 	"github.com/loramesh/loramesh-core/keystore"
 	"github.com/loramesh/loramesh-core/keystore/memory"
 )
@@ -76,11 +77,11 @@ func FuzzCard(f *testing.F) {
 	}
 	f.Add([]byte(torOnions[0]))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if err := core.CheckOnion(string(b)); err == nil {
-			if len(b) != core.OnionLen || strings.ToLower(string(b)) != string(b) {
+		if err := onion.Check(string(b)); err == nil {
+			if len(b) != onion.Len || strings.ToLower(string(b)) != string(b) {
 				t.Fatalf("accepted onion %q", b)
 			}
-		} else if !errors.Is(err, core.ErrMalformed) {
+		} else if !errors.Is(err, onion.ErrAddress) {
 			t.Fatalf("untyped onion error %v", err)
 		}
 		c, err := core.ParseCard(b)
@@ -93,7 +94,7 @@ func FuzzCard(f *testing.F) {
 		if !bytes.Equal(c.Bytes(), b) {
 			t.Fatal("accepted card is not its own bytes")
 		}
-		if c.Onion() != "" && core.CheckOnion(c.Onion()) != nil {
+		if c.Onion() != "" && onion.Check(c.Onion()) != nil {
 			t.Fatalf("accepted card with onion %q", c.Onion())
 		}
 		c2, err := core.ParseCard(c.Bytes())

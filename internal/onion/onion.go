@@ -1,4 +1,6 @@
-package core
+// Package onion checks and makes tor v3 onion addresses (tor's
+// rend-spec-v3 §6), which contact cards carry (docs/PROTOCOL.md §5).
+package onion
 
 import (
 	"bytes"
@@ -8,7 +10,12 @@ import (
 	"strings"
 
 	"filippo.io/edwards25519"
+
+	"github.com/loramesh/loramesh-core/internal/errs"
 )
+
+// ErrAddress: not a v3 onion address tor would accept.
+var ErrAddress = errs.New("invalid onion address")
 
 // A v3 onion address (tor's rend-spec-v3 §6) names an onion service by its
 // Ed25519 public key: base32(pub || checksum || version) in lower case, then
@@ -16,49 +23,49 @@ import (
 // pub || version)[:2]. Cards carry one (docs/PROTOCOL.md §5) so a contact
 // can be reached over Tor.
 
-// OnionLen is the length of a v3 onion address: 56 base32 characters and
+// Len is the length of a v3 onion address: 56 base32 characters and
 // ".onion".
-const OnionLen = 56 + len(".onion")
+const Len = 56 + len(".onion")
 
-var onionB32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+var b32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
-// CheckOnion accepts exactly the v3 onion addresses tor itself writes: 56
+// Check accepts exactly the v3 onion addresses tor itself writes: 56
 // lower-case base32 characters and ".onion", version 3, a matching
 // checksum, and a public key tor would accept (a canonical encoding of a
 // curve point of prime order, not the identity). Anything else, including
 // upper case, is refused, so a card has one encoding.
-func CheckOnion(s string) error {
+func Check(s string) error {
 	id, found := strings.CutSuffix(s, ".onion")
-	if !found || len(s) != OnionLen {
-		return fmt.Errorf("onion address: not 56 base32 characters and .onion: %w", ErrMalformed)
+	if !found || len(s) != Len {
+		return fmt.Errorf("not 56 base32 characters and .onion: %w", ErrAddress)
 	}
-	raw, err := onionB32.DecodeString(id)
-	if err != nil || onionB32.EncodeToString(raw) != id {
-		return fmt.Errorf("onion address: not lower-case base32: %w", ErrMalformed)
+	raw, err := b32.DecodeString(id)
+	if err != nil || b32.EncodeToString(raw) != id {
+		return fmt.Errorf("not lower-case base32: %w", ErrAddress)
 	}
 	pub, sum, version := raw[:32], raw[32:34], raw[34]
 	if version != 3 {
-		return fmt.Errorf("onion address: version %d, not 3: %w", version, ErrMalformed)
+		return fmt.Errorf("version %d, not 3: %w", version, ErrAddress)
 	}
-	if !bytes.Equal(onionChecksum(pub), sum) {
-		return fmt.Errorf("onion address: wrong checksum: %w", ErrMalformed)
+	if !bytes.Equal(checksum(pub), sum) {
+		return fmt.Errorf("wrong checksum: %w", ErrAddress)
 	}
 	if !primeOrderPoint(pub) {
-		return fmt.Errorf("onion address: not a valid Ed25519 key: %w", ErrMalformed)
+		return fmt.Errorf("not a valid Ed25519 key: %w", ErrAddress)
 	}
 	return nil
 }
 
-// OnionFromKey is the v3 onion address of an Ed25519 public key.
-func OnionFromKey(pub []byte) (string, error) {
+// FromKey is the v3 onion address of an Ed25519 public key.
+func FromKey(pub []byte) (string, error) {
 	if len(pub) != 32 || !primeOrderPoint(pub) {
-		return "", fmt.Errorf("onion address: not a valid Ed25519 key: %w", ErrInvalidPublicKey)
+		return "", fmt.Errorf("not a valid Ed25519 key: %w", ErrAddress)
 	}
-	raw := append(append(bytes.Clone(pub), onionChecksum(pub)...), 3)
-	return onionB32.EncodeToString(raw) + ".onion", nil
+	raw := append(append(bytes.Clone(pub), checksum(pub)...), 3)
+	return b32.EncodeToString(raw) + ".onion", nil
 }
 
-func onionChecksum(pub []byte) []byte {
+func checksum(pub []byte) []byte {
 	h := sha3.New256()
 	h.Write([]byte(".onion checksum"))
 	h.Write(pub)

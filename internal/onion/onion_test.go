@@ -1,4 +1,4 @@
-package core_test
+package onion_test
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 
 	"filippo.io/edwards25519"
 
-	"github.com/loramesh/loramesh-core/core"
+	"github.com/loramesh/loramesh-core/internal/onion"
 )
 
 // Addresses tor generated (the Tor Project's and DuckDuckGo's services).
@@ -30,14 +30,14 @@ func onionOf(pub []byte, version byte) string {
 
 func TestOnionAddresses(t *testing.T) {
 	for _, a := range torOnions {
-		if err := core.CheckOnion(a); err != nil {
+		if err := onion.Check(a); err != nil {
 			t.Fatalf("%s refused: %v", a, err)
 		}
 	}
 	for range 20 {
 		pub, _, _ := ed25519.GenerateKey(nil)
-		a, err := core.OnionFromKey(pub)
-		if err != nil || a != onionOf(pub, 3) || core.CheckOnion(a) != nil {
+		a, err := onion.FromKey(pub)
+		if err != nil || a != onionOf(pub, 3) || onion.Check(a) != nil {
 			t.Fatalf("key %x: %q %v", pub, a, err)
 		}
 	}
@@ -72,7 +72,7 @@ func TestOnionAddresses(t *testing.T) {
 		"invalid UTF-8 tail": good[:55] + "\xff.onion",
 	}
 	for what, a := range bad {
-		if err := core.CheckOnion(a); !errors.Is(err, core.ErrMalformed) {
+		if err := onion.Check(a); !errors.Is(err, onion.ErrAddress) {
 			t.Errorf("%s (%q) accepted: %v", what, a, err)
 		}
 	}
@@ -82,13 +82,13 @@ func TestOnionAddresses(t *testing.T) {
 				continue
 			}
 			a := good[:i] + string(c) + good[i+1:]
-			if core.CheckOnion(a) == nil {
+			if onion.Check(a) == nil {
 				t.Fatalf("%s (character %d changed) accepted", a, i)
 			}
 		}
 	}
-	if _, err := core.OnionFromKey(identity); err == nil {
-		t.Fatal("OnionFromKey took the identity point")
+	if _, err := onion.FromKey(identity); err == nil {
+		t.Fatal("FromKey took the identity point")
 	}
 }
 
@@ -97,55 +97,4 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
-}
-
-func TestCardOnion(t *testing.T) {
-	id := mustIdentity(t)
-	plain, err := core.NewCard(id, "Alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	withOnion, err := core.NewCardWith(id, "Alice", core.CardOptions{Onion: torOnions[1]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := core.ParseCard(plain)
-	if err != nil || a.Onion() != "" {
-		t.Fatalf("card without onion: %v %q", err, a.Onion())
-	}
-	b, err := core.ParseCard(withOnion)
-	if err != nil || b.Onion() != torOnions[1] || b.Fingerprint() != a.Fingerprint() {
-		t.Fatalf("card with onion: %v %q", err, b.Onion())
-	}
-	if len(withOnion)-len(plain) != 1+2+core.OnionLen {
-		t.Fatalf("the field costs %d bytes", len(withOnion)-len(plain))
-	}
-	for i := range withOnion {
-		bad := bytes.Clone(withOnion)
-		bad[i] ^= 0x01
-		if _, err := core.ParseCard(bad); !errors.Is(err, core.ErrBadCard) {
-			t.Fatalf("flipped byte %d accepted: %v", i, err)
-		}
-	}
-	for _, o := range []string{"ABC.onion", strings.ToUpper(torOnions[0][:56]) + ".onion", onionOf(make([]byte, 32), 3)} {
-		if _, err := core.NewCardWith(id, "Alice", core.CardOptions{Onion: o}); !errors.Is(err, core.ErrBadCard) {
-			t.Fatalf("onion %q accepted: %v", o, err)
-		}
-	}
-	// Signed cards that break the field's rules: an empty string (the
-	// encoder omits it), an invalid address, a byte string, an unknown key 7.
-	for what, body := range map[string]map[int]any{
-		"empty onion":     {6: ""},
-		"invalid onion":   {6: onionOf(make([]byte, 32), 3)},
-		"onion as bytes":  {6: []byte(torOnions[0])},
-		"unknown field 7": {7: "x"},
-	} {
-		if _, err := core.ParseCard(core.ResignCard(t, id, plain, body)); !errors.Is(err, core.ErrBadCard) {
-			t.Errorf("%s: accepted (%v)", what, err)
-		}
-	}
-	// The control: the same re-signing with a valid onion is accepted.
-	if c, err := core.ParseCard(core.ResignCard(t, id, plain, map[int]any{6: torOnions[0]})); err != nil || c.Onion() != torOnions[0] {
-		t.Fatalf("re-signed card with onion refused: %v", err)
-	}
 }
