@@ -204,7 +204,7 @@ def onion_address_from_public_key(pub32: bytes) -> str:
 
 def parse_onion_address(addr) -> bytes:
     """The public key of a v3 onion address, checked as strictly as the
-    core checks the one in a card (core.CheckOnion, docs/PROTOCOL.md §5):
+    the library checks the one in a card (internal/onion.Check, docs/PROTOCOL.md §5):
     "<56 lower-case base32 characters>.onion" (or tor's ServiceID, without
     the suffix), version 3, a matching checksum, and a key tor accepts (a
     canonical Ed25519 point of prime order). Raises InvalidArgumentError
